@@ -1,0 +1,121 @@
+/**
+ * Builds and starts the appservice from a parsed config and registration; `main.ts` is the process around
+ * it (files, arguments, signals). Tests call `start()` in-process.
+ */
+import { AppService, AppServiceRegistration, Bridge, Logger } from "matrix-appservice-bridge";
+import { Registry } from "prom-client";
+import type { AppConfig } from "./config/Config.js";
+import { ConfigError, StartupError } from "./Errors.js";
+import { ChangeProcessor } from "./ingest/ChangeProcessor.js";
+import { bearerTokenGuard, changesHandler, matrixErrorMiddleware } from "./ingest/IngestRoute.js";
+import { CHANGES_PATH } from "./ingest/Protocol.js";
+import { joinAuditRoom } from "./matrix/AuditRoom.js";
+import { EventSender } from "./matrix/EventSender.js";
+import { Metrics } from "./Metrics.js";
+import { AuditModule } from "./modules/AuditModule.js";
+import { ModuleHost } from "./modules/ModuleHost.js";
+
+const log = new Logger("App");
+
+/** The appservice library's own default; our limit only ever raises it. */
+const APPSERVICE_MIN_BODY_BYTES = 5_000_000;
+
+export interface StartOptions {
+    /** Prometheus registry for our metrics; a fresh one by default. */
+    registry?: Registry;
+    /** Configure console logging from the config (off in tests that want quiet output). */
+    configureLogging?: boolean;
+}
+
+export interface RunningApp {
+    readonly auditRoomId: string;
+    readonly metrics: Metrics;
+    stop(): Promise<void>;
+}
+
+function checkSenderNamespace(config: AppConfig, registration: AppServiceRegistration): void {
+    const senderLocalpart = registration.getSenderLocalpart();
+    const isBot = senderLocalpart !== null && config.sender === `@${senderLocalpart}:${config.homeserver.server_name}`;
+    if (!isBot && !registration.isUserMatch(config.sender, true)) {
+        throw new ConfigError(
+            "sender",
+            `'sender' (${config.sender}) is not in the registration's exclusive user namespace; ` +
+                "use the registration's sender_localpart or add a matching users regex",
+        );
+    }
+}
+
+export async function start(
+    config: AppConfig,
+    registration: AppServiceRegistration,
+    options: StartOptions = {},
+): Promise<RunningApp> {
+    if (options.configureLogging !== false) {
+        Logger.configure({ console: config.logging.level, json: config.logging.json });
+    }
+    checkSenderNamespace(config, registration);
+    const hsToken = registration.getHomeserverToken();
+    if (!hsToken) {
+        throw new ConfigError("registration", "The registration file has no hs_token");
+    }
+    const metrics = new Metrics(options.registry ?? new Registry());
+
+    const bridge = new Bridge({
+        homeserverUrl: config.homeserver.url,
+        domain: config.homeserver.server_name,
+        registration,
+        disableStores: true,
+        controller: { onEvent: () => undefined },
+    });
+    try {
+        await bridge.initialise();
+    } catch (err) {
+        throw new StartupError(
+            `Cannot reach the homeserver at ${config.homeserver.url}: ${(err as Error).message}. ` +
+                "Check homeserver.url and that the homeserver is running.",
+            { cause: err },
+        );
+    }
+
+    const senderIntent = bridge.getIntent(config.sender);
+    const auditRoomId = await joinAuditRoom(senderIntent, config.sender, config.audit_room);
+    log.info(`${config.sender} is in the audit room ${auditRoomId}`);
+
+    const sender = new EventSender(
+        (userId) => bridge.getIntent(userId).matrixClient,
+        {
+            initialMs: config.sending.retry_initial_ms,
+            maxMs: config.sending.retry_max_ms,
+            deadlineMs: config.sending.batch_deadline_ms,
+        },
+        (reason) => metrics.sendRetries.inc({ reason }),
+    );
+    const modules = new ModuleHost(config.homeserver.server_name, sender);
+    new AuditModule({ audit_room: auditRoomId, sender: config.sender }, modules.api);
+    const processor = new ChangeProcessor(modules, metrics);
+
+    const appService = new AppService({
+        homeserverToken: hsToken,
+        httpMaxSizeBytes: Math.max(config.ingest.max_body_bytes, APPSERVICE_MIN_BODY_BYTES),
+    });
+    const app = appService.expressApp;
+    app.post(CHANGES_PATH, bearerTokenGuard(config.ingest.token ?? hsToken), changesHandler(processor, metrics));
+    app.get("/metrics", (_req, res) => {
+        metrics.registry.metrics().then(
+            (text) => res.type(metrics.registry.contentType).send(text),
+            (err: unknown) => res.status(500).send(String(err)),
+        );
+    });
+    app.use(matrixErrorMiddleware);
+
+    await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
+    log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);
+
+    return {
+        auditRoomId,
+        metrics,
+        stop: async () => {
+            await bridge.close();
+        },
+    };
+}

@@ -1,0 +1,48 @@
+/** The appservice's Prometheus metrics, on an injected registry (tests pass a fresh one). */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export class Metrics {
+    public readonly batchesReceived: Counter<"result">;
+    public readonly changesProcessed: Counter;
+    public readonly changesFailed: Counter;
+    public readonly changeSeconds: Histogram;
+    public readonly lastSeq: Gauge;
+    public readonly sendRetries: Counter<"reason">;
+
+    public constructor(public readonly registry: Registry) {
+        const registers = [registry];
+        this.batchesReceived = new Counter({
+            name: "account_data_audit_batches_total",
+            help: "Change batches received from the host module, by result (ok, failed, rejected).",
+            labelNames: ["result"],
+            registers,
+        });
+        this.changesProcessed = new Counter({
+            name: "account_data_audit_changes_processed_total",
+            help: "Account-data changes handled by every module callback.",
+            registers,
+        });
+        this.changesFailed = new Counter({
+            name: "account_data_audit_changes_failed_total",
+            help: "Attempts to handle a change that failed (the host module retries them).",
+            registers,
+        });
+        this.changeSeconds = new Histogram({
+            name: "account_data_audit_change_seconds",
+            help: "Time to run all callbacks for one change.",
+            buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
+            registers,
+        });
+        this.lastSeq = new Gauge({
+            name: "account_data_audit_last_seq",
+            help: "Sequence number of the last change handled.",
+            registers,
+        });
+        this.sendRetries = new Counter({
+            name: "account_data_audit_send_retries_total",
+            help: "Retried sends to the homeserver, by reason.",
+            labelNames: ["reason"],
+            registers,
+        });
+    }
+}

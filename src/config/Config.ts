@@ -1,0 +1,98 @@
+/**
+ * The appservice's configuration: one schema gives its type, validation, defaults and config.sample.yaml.
+ */
+import { ConfigError } from "../Errors.js";
+import { isServerName } from "../matrix/Identifiers.js";
+import { auditModuleSchema } from "../modules/AuditModuleConfig.js";
+import {
+    booleanField,
+    enumField,
+    type Infer,
+    integerField,
+    optionalStringField,
+    parseFields,
+    section,
+    stringField,
+} from "./Schema.js";
+
+const MiB = 1024 * 1024;
+
+export const configSchema = section("matrix-account-data-audit appservice configuration", {
+    ...auditModuleSchema.fields,
+    homeserver: section("The homeserver whose account-data changes are audited.", {
+        url: stringField({
+            doc: "Client-server API base URL the appservice uses to post audit messages.",
+            sample: "http://localhost:8008",
+            check: (v) => (/^https?:\/\/[^/\s]+/.test(v) ? undefined : "must be an http:// or https:// URL"),
+        }),
+        server_name: stringField({
+            doc: "The homeserver's server_name (the part after ':' in its user IDs).",
+            sample: "example.org",
+            check: (v) => (isServerName(v) ? undefined : "must be a server name such as example.org"),
+        }),
+    }),
+    listen: section("Where the appservice listens: for the homeserver's appservice API, for the host module's\nchange batches, and for /health and /metrics (unauthenticated: keep it on a private interface).", {
+        bind_address: stringField({ doc: "Address to bind.", default: "127.0.0.1" }),
+        port: integerField({ doc: "TCP port.", default: 9993, min: 1, max: 65535 }),
+    }),
+    ingest: section("The endpoint that takes change batches from the Synapse host module.", {
+        token: optionalStringField({
+            doc:
+                "Bearer token the host module must present. null: use the registration's hs_token, which the\n" +
+                "host module reads from the same registration file.",
+        }),
+        max_body_bytes: integerField({
+            doc:
+                "Largest request body accepted (413 M_TOO_LARGE above). Keep it above Synapse's largest client\n" +
+                "request (max_upload_size, 50M by default), so no single account-data change is refused.",
+            default: 64 * MiB,
+            min: 64 * 1024,
+            max: 1024 * MiB,
+        }),
+    }),
+    sending: section("How audit events are sent to the homeserver.", {
+        retry_initial_ms: integerField({
+            doc: "First wait before retrying a send after a 5xx or network error; doubles each time.",
+            default: 250,
+            min: 1,
+            max: 60_000,
+        }),
+        retry_max_ms: integerField({ doc: "Longest wait between two retries.", default: 10_000, min: 1, max: 600_000 }),
+        batch_deadline_ms: integerField({
+            doc:
+                "How long one batch may keep retrying before it is answered with 503 and left to the host\n" +
+                "module, which keeps it and retries later. Keep it below the host module's 60 s request timeout.",
+            default: 45_000,
+            min: 100,
+            max: 55_000,
+        }),
+    }),
+    logging: section("Logging.", {
+        level: enumField({ doc: "Console log level.", default: "info", values: ["error", "warn", "info", "debug", "trace"] }),
+        json: booleanField({ doc: "Write log lines as JSON.", default: false }),
+    }),
+});
+
+export type AppConfig = Infer<typeof configSchema>;
+
+export interface ParsedConfig {
+    config: AppConfig;
+    /** Dotted paths of keys the schema does not know; they are ignored. */
+    unknownKeys: string[];
+}
+
+/** Validates a parsed YAML document. Throws ConfigError naming the key path on the first problem. */
+export function parseConfig(raw: unknown): ParsedConfig {
+    if (raw === undefined || raw === null) {
+        throw new ConfigError("", "The config file is empty");
+    }
+    const unknownKeys: string[] = [];
+    const config = parseFields(configSchema.fields, raw, unknownKeys);
+    if (config.sending.retry_max_ms < config.sending.retry_initial_ms) {
+        throw new ConfigError(
+            "sending.retry_max_ms",
+            "'sending.retry_max_ms' must not be smaller than 'sending.retry_initial_ms'",
+        );
+    }
+    return { config, unknownKeys };
+}

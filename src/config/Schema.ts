@@ -1,0 +1,155 @@
+/**
+ * A tiny schema language: one definition gives a config section's TypeScript type, its validation with
+ * errors that name the key path, its defaults, and the commented sample file (see Sample.ts).
+ */
+import { ConfigError } from "../Errors.js";
+
+export interface FieldSpec<T> {
+    readonly kind: "field";
+    readonly doc: string;
+    /** `undefined` means the key is required. */
+    readonly default: T | undefined;
+    /** The value written into config.sample.yaml (defaults to `default`). */
+    readonly sample: unknown;
+    parse(value: unknown, path: string): T;
+}
+
+export interface SectionSpec<F extends Fields> {
+    readonly kind: "section";
+    readonly doc: string;
+    readonly fields: F;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- sections nest sections of any shape
+export type Fields = Record<string, FieldSpec<any> | SectionSpec<any>>;
+
+export type Infer<N> =
+    N extends FieldSpec<infer T>
+        ? T
+        : N extends SectionSpec<infer F>
+          ? { readonly [K in keyof F]: Infer<F[K]> }
+          : never;
+
+export function section<F extends Fields>(doc: string, fields: F): SectionSpec<F> {
+    return { kind: "section", doc, fields };
+}
+
+interface FieldOptions<T> {
+    doc: string;
+    default?: T;
+    sample?: unknown;
+}
+
+function field<T>(opts: FieldOptions<T>, parse: (value: unknown, path: string) => T): FieldSpec<T> {
+    return {
+        kind: "field",
+        doc: opts.doc,
+        default: opts.default,
+        sample: opts.sample !== undefined ? opts.sample : opts.default,
+        parse,
+    };
+}
+
+export function stringField(
+    opts: FieldOptions<string> & { check?: (value: string) => string | undefined },
+): FieldSpec<string> {
+    return field(opts, (value, path) => {
+        if (typeof value !== "string") {
+            throw new ConfigError(path, `'${path}' must be a string, got ${describe(value)}`);
+        }
+        const problem = opts.check?.(value);
+        if (problem) {
+            throw new ConfigError(path, `'${path}' ${problem}, got ${JSON.stringify(value)}`);
+        }
+        return value;
+    });
+}
+
+export function optionalStringField(opts: { doc: string; sample?: unknown }): FieldSpec<string | null> {
+    return field({ ...opts, default: null }, (value, path) => {
+        if (value === null || typeof value === "string") {
+            return value === "" ? null : value;
+        }
+        throw new ConfigError(path, `'${path}' must be a string or null, got ${describe(value)}`);
+    });
+}
+
+export function integerField(
+    opts: FieldOptions<number> & { min: number; max: number },
+): FieldSpec<number> {
+    return field(opts, (value, path) => {
+        if (typeof value !== "number" || !Number.isInteger(value)) {
+            throw new ConfigError(path, `'${path}' must be an integer, got ${describe(value)}`);
+        }
+        if (value < opts.min || value > opts.max) {
+            throw new ConfigError(path, `'${path}' must be between ${opts.min} and ${opts.max}, got ${value}`);
+        }
+        return value;
+    });
+}
+
+export function booleanField(opts: FieldOptions<boolean>): FieldSpec<boolean> {
+    return field(opts, (value, path) => {
+        if (typeof value !== "boolean") {
+            throw new ConfigError(path, `'${path}' must be true or false, got ${describe(value)}`);
+        }
+        return value;
+    });
+}
+
+export function enumField<const T extends string>(
+    opts: FieldOptions<T> & { values: readonly T[] },
+): FieldSpec<T> {
+    return field(opts, (value, path) => {
+        if (typeof value !== "string" || !(opts.values as readonly string[]).includes(value)) {
+            throw new ConfigError(path, `'${path}' must be one of ${opts.values.join(", ")}, got ${describe(value)}`);
+        }
+        return value as T;
+    });
+}
+
+function describe(value: unknown): string {
+    if (value === null) return "null";
+    if (Array.isArray(value)) return "a list";
+    if (typeof value === "object") return "a mapping";
+    return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Validates `raw` against `fields` and fills in defaults. A key whose value is missing or null takes its
+ * default, or is reported as required. Unknown keys are collected in `unknownKeys` (dotted paths).
+ */
+export function parseFields<F extends Fields>(
+    fields: F,
+    raw: unknown,
+    unknownKeys: string[],
+    prefix = "",
+): Infer<SectionSpec<F>> {
+    if (!isMapping(raw)) {
+        const where = prefix ? `'${prefix.slice(0, -1)}'` : "The config";
+        throw new ConfigError(prefix.slice(0, -1), `${where} must be a mapping, got ${describe(raw)}`);
+    }
+    const result: Record<string, unknown> = {};
+    for (const [key, spec] of Object.entries(fields)) {
+        const path = prefix + key;
+        const value = raw[key];
+        if (spec.kind === "section") {
+            result[key] = parseFields(spec.fields as Fields, value ?? {}, unknownKeys, `${path}.`);
+        } else if (value === undefined || value === null) {
+            if (spec.default === undefined) {
+                throw new ConfigError(path, `'${path}' is required`);
+            }
+            result[key] = spec.default;
+        } else {
+            result[key] = spec.parse(value, path);
+        }
+    }
+    for (const key of Object.keys(raw)) {
+        if (!(key in fields)) unknownKeys.push(prefix + key);
+    }
+    return result as Infer<SectionSpec<F>>;
+}

@@ -1,0 +1,110 @@
+/**
+ * HTTP handlers for the host module's change batches, plus the error middleware that turns body-parser
+ * failures into Matrix errors (the appservice library answers them with HTML pages otherwise).
+ */
+import { timingSafeEqual } from "node:crypto";
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from "express";
+import { Logger } from "matrix-appservice-bridge";
+import type { Metrics } from "../Metrics.js";
+import { BatchFailedError, type ChangeProcessor } from "./ChangeProcessor.js";
+import { BadFieldError, parseChangeBatch } from "./Protocol.js";
+
+const log = new Logger("IngestRoute");
+
+export function sendMatrixError(res: Response, status: number, errcode: string, error: string, extra = {}): void {
+    res.status(status).json({ errcode, error, ...extra });
+}
+
+function tokensEqual(presented: string, expected: Buffer): boolean {
+    const given = Buffer.from(presented, "utf8");
+    // timingSafeEqual needs equal lengths; compare against itself so a length mismatch takes the same time.
+    return given.length === expected.length ? timingSafeEqual(given, expected) : !timingSafeEqual(given, given);
+}
+
+export function bearerTokenGuard(token: string): RequestHandler {
+    const expected = Buffer.from(token, "utf8");
+    return (req, res, next) => {
+        const header = req.headers.authorization;
+        const match = header ? /^Bearer (.+)$/.exec(header) : null;
+        if (!match) {
+            sendMatrixError(res, 401, "M_MISSING_TOKEN", "Missing 'Authorization: Bearer <token>' header");
+            return;
+        }
+        if (!tokensEqual(match[1] as string, expected)) {
+            sendMatrixError(res, 403, "M_UNKNOWN_TOKEN", "Unrecognised token");
+            return;
+        }
+        next();
+    };
+}
+
+export function changesHandler(processor: ChangeProcessor, metrics: Metrics): RequestHandler {
+    return (req: Request, res: Response) => {
+        if (!req.is("application/json")) {
+            metrics.batchesReceived.inc({ result: "rejected" });
+            sendMatrixError(res, 400, "M_NOT_JSON", "Content-Type must be application/json");
+            return;
+        }
+        let changes;
+        try {
+            changes = parseChangeBatch(req.body);
+        } catch (err) {
+            if (!(err instanceof BadFieldError)) throw err;
+            metrics.batchesReceived.inc({ result: "rejected" });
+            log.warn(`Rejected a batch: ${err.message}`);
+            sendMatrixError(res, 400, "M_BAD_JSON", err.message, { field: err.field });
+            return;
+        }
+        processor.process(changes).then(
+            (result) => {
+                metrics.batchesReceived.inc({ result: "ok" });
+                res.status(200).json({ acknowledged_through: result.acknowledgedThrough });
+            },
+            (err: unknown) => {
+                metrics.batchesReceived.inc({ result: "failed" });
+                const processedThrough = err instanceof BatchFailedError ? err.processedThrough : null;
+                // Not bad input: the homeserver would not take the audit event. The host module keeps the
+                // batch and retries; what was already handled is reported so it can be dropped.
+                sendMatrixError(res, 503, "M_UNKNOWN", (err as Error).message, {
+                    processed_through: processedThrough,
+                });
+            },
+        );
+    };
+}
+
+interface BodyParserError {
+    type?: string;
+    status?: number;
+    limit?: number;
+}
+
+/** Maps body-parser errors to Matrix errors; everything else is a bug and gets a JSON 500. */
+export const matrixErrorMiddleware: ErrorRequestHandler = (err: BodyParserError, _req, res, next) => {
+    if (res.headersSent) {
+        next(err);
+        return;
+    }
+    switch (err.type) {
+        case "entity.too.large":
+            sendMatrixError(res, 413, "M_TOO_LARGE", `Request body is larger than the limit of ${err.limit} bytes`);
+            return;
+        case "entity.parse.failed":
+            sendMatrixError(res, 400, "M_NOT_JSON", "Request body is not valid JSON");
+            return;
+        case "encoding.unsupported":
+        case "charset.unsupported":
+            sendMatrixError(res, 400, "M_NOT_JSON", "Request body must be UTF-8 JSON");
+            return;
+        case "request.aborted":
+        case "request.size.invalid":
+            sendMatrixError(res, 400, "M_UNKNOWN", "Incomplete request body");
+            return;
+    }
+    if (typeof err.status === "number" && err.status >= 400 && err.status < 500) {
+        sendMatrixError(res, err.status, "M_UNKNOWN", String((err as Error).message ?? "Bad request"));
+        return;
+    }
+    log.error("Unhandled error while serving a request", err);
+    sendMatrixError(res, 500, "M_UNKNOWN", "Internal server error");
+};

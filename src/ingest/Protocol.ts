@@ -1,0 +1,85 @@
+/**
+ * The host module → appservice protocol (documented in README.md, "Delivery protocol").
+ *
+ *   POST /_account_data_audit/v1/changes
+ *   Authorization: Bearer <token>
+ *   {"changes": [{"id", "seq", "ts", "user_id", "room_id", "type", "content"}, ...]}
+ *
+ * `content` is the account data's JSON text (a string), exactly as the homeserver recorded it. It travels
+ * as text because a JSON object would go through JavaScript's number type on the way in, and an audit
+ * trail must not show 1 where the user stored 1.0, or round a 64-bit integer.
+ */
+import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
+import { isRoomId, isUserId, MAX_IDENTIFIER_BYTES } from "../matrix/Identifiers.js";
+import type { AccountDataChange } from "../modules/ModuleHost.js";
+
+export const CHANGES_PATH = "/_account_data_audit/v1/changes";
+export const MAX_CHANGES_PER_BATCH = 10_000;
+
+/** A field of the request is wrong; `field` is its path, e.g. `changes[3].user_id`. */
+export class BadFieldError extends Error {
+    public constructor(
+        public readonly field: string,
+        problem: string,
+    ) {
+        super(`${field}: ${problem}`);
+        this.name = "BadFieldError";
+    }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function parseChange(raw: unknown, field: string): AccountDataChange {
+    if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
+    const { id, seq, ts, user_id: userId, room_id: roomId, type, content } = raw;
+    if (typeof id !== "string" || id.length === 0 || id.length > 128 || !/^[A-Za-z0-9._~-]+$/.test(id)) {
+        throw new BadFieldError(`${field}.id`, "must be 1-128 characters of A-Z a-z 0-9 . _ ~ -");
+    }
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
+        throw new BadFieldError(`${field}.seq`, "must be a non-negative integer");
+    }
+    if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0) {
+        throw new BadFieldError(`${field}.ts`, "must be a timestamp in milliseconds");
+    }
+    if (typeof userId !== "string" || !isUserId(userId)) {
+        throw new BadFieldError(`${field}.user_id`, "must be a user ID (@localpart:server)");
+    }
+    if (roomId !== null && (typeof roomId !== "string" || !isRoomId(roomId))) {
+        throw new BadFieldError(`${field}.room_id`, "must be a room ID (!…) or null");
+    }
+    if (typeof type !== "string" || type.length === 0 || Buffer.byteLength(type, "utf8") > MAX_IDENTIFIER_BYTES) {
+        throw new BadFieldError(`${field}.type`, `must be a non-empty string of at most ${MAX_IDENTIFIER_BYTES} bytes`);
+    }
+    if (typeof content !== "string") {
+        throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
+    }
+    let parsed: unknown;
+    try {
+        parsed = parseLossless(content);
+    } catch (err) {
+        throw new BadFieldError(`${field}.content`, `is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!(parsed instanceof LosslessObject)) {
+        throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
+    }
+    return { id, seq, ts, userId, roomId, type, content: parsed };
+}
+
+/** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
+export function parseChangeBatch(body: unknown): AccountDataChange[] {
+    if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
+    const { changes } = body;
+    if (!Array.isArray(changes)) throw new BadFieldError("changes", "must be a list");
+    if (changes.length > MAX_CHANGES_PER_BATCH) {
+        throw new BadFieldError("changes", `must hold at most ${MAX_CHANGES_PER_BATCH} changes`);
+    }
+    const parsed = changes.map((raw, i) => parseChange(raw, `changes[${i}]`));
+    for (let i = 1; i < parsed.length; i++) {
+        if ((parsed[i] as AccountDataChange).seq <= (parsed[i - 1] as AccountDataChange).seq) {
+            throw new BadFieldError(`changes[${i}].seq`, "must be greater than the previous change's seq");
+        }
+    }
+    return parsed;
+}

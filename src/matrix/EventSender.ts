@@ -1,0 +1,132 @@
+/**
+ * Idempotent event sending with the retry rules an audit trail needs: the transaction ID is chosen by the
+ * caller (derived from the change), so resending after a timeout or a crash never posts twice.
+ */
+import { Logger } from "matrix-appservice-bridge";
+import { EventTooLargeError, SendFailedError } from "./SendErrors.js";
+
+const log = new Logger("EventSender");
+
+/** The one method of the bot SDK's MatrixClient we use; tests fake only this. */
+export interface MatrixRequester {
+    doRequest(method: string, path: string, qs: null, body: unknown): Promise<unknown>;
+}
+
+export interface RetryPolicy {
+    initialMs: number;
+    maxMs: number;
+    /** Give up (SendFailedError) rather than wait past this many ms after the first attempt. */
+    deadlineMs: number;
+}
+
+export interface Clock {
+    now(): number;
+    sleep(ms: number): Promise<void>;
+}
+
+export const realClock: Clock = {
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export type RetryReason = "rate_limited" | "server_error" | "network_error";
+
+type Outcome =
+    | { kind: "retry"; reason: RetryReason; waitMs?: number; detail: string }
+    | { kind: "too_large"; detail: string }
+    | { kind: "forbidden"; detail: string }
+    | { kind: "rejected"; detail: string };
+
+interface HttpErrorShape {
+    statusCode?: number;
+    errcode?: string;
+    error?: string;
+    retryAfterMs?: number;
+    message?: string;
+}
+
+/** Sorts what the bot SDK throws: MatrixError, a raw response for non-JSON errors, or a network Error. */
+export function classifySendError(err: unknown): Outcome {
+    const e = (typeof err === "object" && err !== null ? err : {}) as HttpErrorShape;
+    const status = typeof e.statusCode === "number" ? e.statusCode : undefined;
+    const errcode = typeof e.errcode === "string" ? e.errcode : undefined;
+    const detail = status === undefined ? String(e.message ?? err) : `${status} ${errcode ?? ""} ${e.error ?? ""}`.trim();
+    if (status === undefined) {
+        return { kind: "retry", reason: "network_error", detail };
+    }
+    if (errcode === "M_LIMIT_EXCEEDED" || status === 429) {
+        return { kind: "retry", reason: "rate_limited", waitMs: e.retryAfterMs, detail };
+    }
+    if (errcode === "M_TOO_LARGE" || status === 413) {
+        return { kind: "too_large", detail };
+    }
+    if (errcode === "M_FORBIDDEN" || status === 403) {
+        return { kind: "forbidden", detail };
+    }
+    if (status >= 500) {
+        return { kind: "retry", reason: "server_error", detail };
+    }
+    return { kind: "rejected", detail };
+}
+
+export interface SendRequest {
+    roomId: string;
+    sender: string;
+    type: string;
+    content: Record<string, unknown>;
+    txnId: string;
+}
+
+export class EventSender {
+    public constructor(
+        private readonly requesterFor: (userId: string) => MatrixRequester,
+        private readonly policy: RetryPolicy,
+        private readonly onRetry: (reason: RetryReason) => void = () => undefined,
+        private readonly clock: Clock = realClock,
+    ) {}
+
+    /** Sends once, or retries per the policy; returns the event ID. */
+    public async send(req: SendRequest): Promise<string> {
+        const path =
+            `/_matrix/client/v3/rooms/${encodeURIComponent(req.roomId)}/send/` +
+            `${encodeURIComponent(req.type)}/${encodeURIComponent(req.txnId)}`;
+        const requester = this.requesterFor(req.sender);
+        const started = this.clock.now();
+        let backoffMs = this.policy.initialMs;
+        for (let attempt = 1; ; attempt++) {
+            let outcome: Outcome;
+            try {
+                const response = (await requester.doRequest("PUT", path, null, req.content)) as { event_id?: unknown };
+                if (typeof response?.event_id === "string") {
+                    return response.event_id;
+                }
+                outcome = { kind: "retry", reason: "server_error", detail: "response without event_id" };
+            } catch (err) {
+                outcome = classifySendError(err);
+            }
+            switch (outcome.kind) {
+                case "too_large":
+                    throw new EventTooLargeError(`The homeserver refused the event as too large (${outcome.detail})`);
+                case "forbidden":
+                    throw new SendFailedError(
+                        `${req.sender} may not send ${req.type} into ${req.roomId} (${outcome.detail})`,
+                        `Invite ${req.sender} to ${req.roomId} and give it enough power level to send ${req.type} events.`,
+                    );
+                case "rejected":
+                    throw new SendFailedError(`The homeserver rejected the event (${outcome.detail})`);
+                case "retry": {
+                    const waitMs = outcome.waitMs ?? backoffMs;
+                    backoffMs = Math.min(backoffMs * 2, this.policy.maxMs);
+                    if (this.clock.now() + waitMs - started > this.policy.deadlineMs) {
+                        throw new SendFailedError(
+                            `Gave up sending into ${req.roomId} after ${attempt} attempts (${outcome.detail})`,
+                        );
+                    }
+                    log.warn(`Send ${req.txnId} failed (${outcome.detail}); retrying in ${waitMs} ms`);
+                    this.onRetry(outcome.reason);
+                    await this.clock.sleep(waitMs);
+                }
+            }
+        }
+    }
+}

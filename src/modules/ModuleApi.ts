@@ -1,0 +1,70 @@
+/**
+ * A TypeScript mirror of the account-data part of Synapse's module API. A module is a class constructed
+ * with `(config, api)`, with a static `parseConfig(raw)` that throws ConfigError; it registers callbacks
+ * with `api.registerAccountDataCallbacks`. As in Synapse, every registered callback runs, in registration
+ * order, for every change.
+ */
+import type { LosslessObject } from "../json/LosslessJson.js";
+
+/**
+ * The new content of the account data, as the user stored it. It keeps Python's view of the value (key
+ * order, `1.0` vs `1`, integers beyond 2^53): `pythonJsonDumps(content)` is `json.dumps(content)`, and
+ * `toPlainJson(content)` gives ordinary JavaScript values when exactness does not matter.
+ */
+export type AccountDataContent = LosslessObject;
+
+/** Where a change came from; Synapse's callback has no such argument, modules may ignore it. */
+export interface ChangeInfo {
+    /** Stable id assigned by the host module when the change was recorded. */
+    readonly id: string;
+    /** Per-server sequence number; strictly increasing in the order the changes happened. */
+    readonly seq: number;
+    /** When the homeserver recorded the change (ms since the epoch). */
+    readonly ts: number;
+}
+
+export type OnAccountDataUpdated = (
+    userId: string,
+    roomId: string | null,
+    accountDataType: string,
+    content: AccountDataContent,
+    change: ChangeInfo,
+) => Promise<void>;
+
+export interface AccountDataCallbacks {
+    onAccountDataUpdated?: OnAccountDataUpdated;
+}
+
+/** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */
+export interface EventToSend {
+    room_id: string;
+    sender: string;
+    type: string;
+    content: Record<string, unknown>;
+}
+
+export interface SendOptions {
+    /**
+     * Names this send within the current change, so a retried change reuses the same transaction ID and
+     * the homeserver does not post twice. Defaults to the send's position within the callback
+     * ("0", "1", …), which is stable as long as the callback sends the same events each time.
+     */
+    idempotencyKey?: string;
+}
+
+export interface ModuleApi {
+    /** The homeserver's server_name. */
+    readonly serverName: string;
+    registerAccountDataCallbacks(callbacks: AccountDataCallbacks): void;
+    /**
+     * Sends an event as `event.sender` (a user of this appservice), retrying rate limits, 5xx and network
+     * errors. Throws EventTooLargeError if the homeserver refuses the event's size, SendFailedError
+     * otherwise. Returns the event ID.
+     */
+    createAndSendEventIntoRoom(event: EventToSend, options?: SendOptions): Promise<string>;
+}
+
+export interface ModuleClass<C> {
+    new (config: C, api: ModuleApi): unknown;
+    parseConfig(raw: unknown): C;
+}
