@@ -1,0 +1,62 @@
+"""Synapse module for matrix-account-data-audit.
+
+On every account-data change it records the change in an outbox table in Synapse's database (one small
+insert, no network call, before the client gets its answer), and on the delivery instance a background
+loop hands the outbox, in order, to the appservice that posts the audit messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.module_api import JsonDict, ModuleApi
+
+from .config import AuditModuleConfig, parse_config
+from .delivery import Deliverer
+from .outbox import Outbox, encode_content
+
+__all__ = ["AccountDataAuditModule", "AuditModuleConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+class AccountDataAuditModule:
+    def __init__(self, config: AuditModuleConfig, api: ModuleApi) -> None:
+        self._outbox = Outbox(api)
+        self._deliverer: Deliverer | None = None
+        if (api.worker_name or "master") == config.delivery_instance:
+            deliverer = Deliverer(api, config, self._outbox)
+            self._deliverer = deliverer
+            api.looping_background_call(
+                deliverer.kick,
+                config.poll_interval_seconds * 1000,
+                desc="account_data_audit_poll",
+                run_on_all_instances=True,
+            )
+            # Deliver what an earlier run left in the outbox without waiting for the first poll.
+            api.delayed_background_call(0, deliverer.kick, desc="account_data_audit_start")
+        api.register_account_data_callbacks(on_account_data_updated=self.on_account_data_updated)
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> AuditModuleConfig:
+        return parse_config(config)
+
+    async def on_account_data_updated(
+        self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict
+    ) -> None:
+        """Runs inline in the user's request: one insert, then a wake-up. Never awaits the network."""
+        try:
+            # Serialising copies the content: Synapse caches that dict, so we neither keep nor change it.
+            await self._outbox.record(user_id, room_id, account_data_type, encode_content(content))
+        except Exception:
+            # Synapse would log and swallow this too; say what was lost so an admin can follow up.
+            logger.exception(
+                "Could not record the account-data change of %s (type %s, room %s) for audit",
+                user_id,
+                account_data_type,
+                room_id,
+            )
+            return
+        if self._deliverer is not None:
+            self._deliverer.kick()

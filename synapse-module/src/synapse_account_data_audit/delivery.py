@@ -1,0 +1,158 @@
+"""Delivers the outbox to the appservice: in sequence order, in batches, one request at a time.
+
+The loop is woken by each new change (``kick``), so delivery does not wait for a timer; a slow poll is
+only a safety net for changes it was not told about (e.g. those left over from before a restart). On any
+failure it backs off (capped exponential, with jitter) and sends the same batch again; it never drops a
+change. Rows are deleted only once the appservice has acknowledged them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge
+from synapse.api.errors import HttpResponseException
+from synapse.module_api import ModuleApi
+
+from . import outbox
+from .config import AuditModuleConfig
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_DEPTH = Gauge("synapse_account_data_audit_outbox_depth", "Account-data changes waiting in the outbox.")
+OLDEST_AGE = Gauge(
+    "synapse_account_data_audit_oldest_undelivered_age_seconds",
+    "Age of the oldest change still in the outbox (0 when empty).",
+)
+DELIVERED = Counter("synapse_account_data_audit_delivered_total", "Changes acknowledged by the appservice.")
+FAILURES = Counter(
+    "synapse_account_data_audit_delivery_failures_total", "Failed delivery attempts to the appservice."
+)
+
+
+class Sleeper(Protocol):
+    async def __call__(self, seconds: float) -> None: ...
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rand: random.Random) -> float:
+    """Capped exponential backoff with "equal jitter": between half and all of the capped delay."""
+    capped: float = min(maximum, initial * 2.0 ** min(attempt, 62))
+    return capped / 2 + rand.random() * capped / 2
+
+
+def _processed_through(error: HttpResponseException) -> int | None:
+    """The appservice reports how far it got in a batch it could not finish."""
+    try:
+        body = json.loads(error.response)
+    except (ValueError, TypeError):
+        return None
+    value = body.get("processed_through") if isinstance(body, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        api: ModuleApi,
+        config: AuditModuleConfig,
+        store: outbox.Outbox,
+        rand: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._outbox = store
+        self._config = config
+        self._rand = rand or random.Random()
+        self._headers = {b"Authorization": [f"Bearer {config.token}".encode("ascii")]}
+        self._running = False
+        self._more = False
+        self._last_stats = 0.0
+
+    def kick(self) -> None:
+        """Makes sure a drain pass runs soon; cheap, and never waits for it."""
+        if self._running:
+            self._more = True
+            return
+        self._running = True
+        self._api.run_as_background_process("account_data_audit_delivery", self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                self._more = False
+                rows = await self._outbox.fetch_batch(self._config.batch_size, self._config.max_batch_bytes)
+                if not rows:
+                    await self.refresh_stats(force=True)
+                    if self._more:
+                        continue
+                    return
+                await self._deliver(rows)
+                await self.refresh_stats()
+        except Exception:
+            # Only database trouble gets here (delivery errors are retried inside); the next kick or
+            # poll starts again.
+            logger.exception("Account-data audit delivery stopped; it resumes on the next change or poll")
+        finally:
+            self._running = False
+
+    async def _deliver(self, rows: list[outbox.OutboxRow]) -> None:
+        """Sends ``rows`` until the appservice acknowledges them, then deletes them."""
+        attempt = 0
+        while rows:
+            body: dict[str, Any] = {"changes": [row.to_wire() for row in rows]}
+            try:
+                await self._api.http_client.post_json_get_json(
+                    self._config.changes_url, body, headers=self._headers
+                )
+                await self._delete_through(rows[-1].seq, len(rows))
+                return
+            except HttpResponseException as e:
+                done = _processed_through(e)
+                logger.warning(
+                    "Appservice refused %d account-data changes (seq %d-%d): %s %s",
+                    len(rows),
+                    rows[0].seq,
+                    rows[-1].seq,
+                    e.code,
+                    e.msg,
+                )
+                if done is not None and done >= rows[0].seq:
+                    delivered = [row for row in rows if row.seq <= done]
+                    await self._delete_through(done, len(delivered))
+                    rows = [row for row in rows if row.seq > done]
+            except Exception as e:
+                logger.warning(
+                    "Could not deliver %d account-data changes (seq %d-%d) to %s: %s",
+                    len(rows),
+                    rows[0].seq,
+                    rows[-1].seq,
+                    self._config.changes_url,
+                    e,
+                )
+            FAILURES.inc()
+            delay = backoff_delay(
+                attempt,
+                self._config.backoff_initial_seconds,
+                self._config.backoff_max_seconds,
+                self._rand,
+            )
+            attempt += 1
+            await self.refresh_stats()
+            await self._api.sleep(delay)
+
+    async def _delete_through(self, seq: int, count: int) -> None:
+        await self._outbox.delete_through(seq)
+        DELIVERED.inc(count)
+
+    async def refresh_stats(self, force: bool = False) -> None:
+        """Updates the outbox gauges, at most once a second unless forced."""
+        now = time.monotonic()
+        if not force and now - self._last_stats < 1.0:
+            return
+        self._last_stats = now
+        depth, oldest_ts = await self._outbox.stats()
+        OUTBOX_DEPTH.set(depth)
+        OLDEST_AGE.set(max(0.0, time.time() - oldest_ts / 1000) if oldest_ts is not None else 0)

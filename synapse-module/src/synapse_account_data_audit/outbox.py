@@ -1,0 +1,166 @@
+"""The outbox: account-data changes waiting for the appservice, in Synapse's own database.
+
+Using Synapse's database (through ``run_db_interaction``) makes the outbox durable across restarts, shared
+by workers, and work the same on SQLite and PostgreSQL. The table name carries the module's prefix so it
+cannot clash with Synapse's own tables.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+from synapse.storage.engines import PostgresEngine
+
+TABLE = "account_data_audit_outbox"
+
+_CREATE_SQLITE = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    change_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    room_id TEXT,
+    account_data_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_ts BIGINT NOT NULL
+)
+"""
+# BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
+_CREATE_POSTGRES = _CREATE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    change_id: str
+    user_id: str
+    room_id: str | None
+    account_data_type: str
+    content: str
+    created_ts: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """The change as the delivery protocol carries it (``content`` stays JSON text)."""
+        return {
+            "id": self.change_id,
+            "seq": self.seq,
+            "ts": self.created_ts,
+            "user_id": self.user_id,
+            "room_id": self.room_id,
+            "type": self.account_data_type,
+            "content": self.content,
+        }
+
+
+def _to_json_compatible(value: object) -> object:
+    # Synapse may hand us immutable mappings (e.g. from its caches); json only knows dict.
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (tuple, frozenset)):
+        return list(value)
+    raise TypeError(f"Cannot serialise {type(value).__name__} in account data")
+
+
+def encode_content(content: Mapping[str, Any]) -> str:
+    """JSON text of the content; floats keep Python's repr, so the appservice sees 1.0 as 1.0."""
+    return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_to_json_compatible)
+
+
+def create_table_txn(txn: LoggingTransaction) -> None:
+    is_postgres = isinstance(txn.database_engine, PostgresEngine)
+    txn.execute(_CREATE_POSTGRES if is_postgres else _CREATE_SQLITE)
+
+
+def insert_txn(
+    txn: LoggingTransaction,
+    change_id: str,
+    user_id: str,
+    room_id: str | None,
+    account_data_type: str,
+    content: str,
+    created_ts: int,
+) -> None:
+    txn.execute(
+        f"INSERT INTO {TABLE} (change_id, user_id, room_id, account_data_type, content, created_ts)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (change_id, user_id, room_id, account_data_type, content, created_ts),
+    )
+
+
+def fetch_batch_txn(txn: LoggingTransaction, limit: int, max_bytes: int) -> list[OutboxRow]:
+    """The oldest changes, in sequence order: at most ``limit`` rows and about ``max_bytes`` of content
+    (always at least one row, however large)."""
+    txn.execute(
+        f"SELECT seq, change_id, user_id, room_id, account_data_type, content, created_ts"
+        f" FROM {TABLE} ORDER BY seq ASC LIMIT ?",
+        (limit,),
+    )
+    rows: list[OutboxRow] = []
+    total = 0
+    for seq, change_id, user_id, room_id, data_type, content, created_ts in txn:
+        total += len(content)
+        if rows and total > max_bytes:
+            break
+        rows.append(OutboxRow(int(seq), change_id, user_id, room_id, data_type, content, int(created_ts)))
+    return rows
+
+
+def delete_through_txn(txn: LoggingTransaction, seq: int) -> None:
+    txn.execute(f"DELETE FROM {TABLE} WHERE seq <= ?", (seq,))
+
+
+def stats_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
+    """(number of rows, created_ts of the oldest row or None)."""
+    txn.execute(f"SELECT COUNT(*), MIN(created_ts) FROM {TABLE}")
+    row = txn.fetchone()
+    assert row is not None
+    return int(row[0]), (int(row[1]) if row[1] is not None else None)
+
+
+class Outbox:
+    """The outbox table, through Synapse's database pool."""
+
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+        self._table_ready = False
+
+    async def ensure_table(self) -> None:
+        if not self._table_ready:
+            await self._api.run_db_interaction("account_data_audit_create", create_table_txn)
+            self._table_ready = True
+
+    async def record(
+        self,
+        user_id: str,
+        room_id: str | None,
+        account_data_type: str,
+        content_json: str,
+    ) -> None:
+        await self.ensure_table()
+        await self._api.run_db_interaction(
+            "account_data_audit_record",
+            insert_txn,
+            uuid.uuid4().hex,
+            user_id,
+            room_id,
+            account_data_type,
+            content_json,
+            self._api.get_current_time_msec(),
+        )
+
+    async def fetch_batch(self, limit: int, max_bytes: int) -> list[OutboxRow]:
+        await self.ensure_table()
+        return await self._api.run_db_interaction(
+            "account_data_audit_fetch", fetch_batch_txn, limit, max_bytes
+        )
+
+    async def delete_through(self, seq: int) -> None:
+        await self._api.run_db_interaction("account_data_audit_delete", delete_through_txn, seq)
+
+    async def stats(self) -> tuple[int, int | None]:
+        return await self._api.run_db_interaction("account_data_audit_stats", stats_txn)

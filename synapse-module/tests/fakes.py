@@ -1,0 +1,61 @@
+"""Test doubles: a Mock(spec=ModuleApi) whose database calls run against a real in-memory SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import AsyncMock, Mock
+
+from synapse.module_api import ModuleApi
+from twisted.internet import defer
+
+
+class SqliteTxn:
+    """Just enough of Synapse's LoggingTransaction for the outbox functions."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+        self.database_engine = Mock()  # not a PostgresEngine: SQLite DDL
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self._cursor.execute(sql, args)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor)
+
+
+class FakeDatabase:
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:")
+
+    def run(self, _desc: str, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        cursor = self.conn.cursor()
+        try:
+            result = func(SqliteTxn(cursor), *args)
+            self.conn.commit()
+        except Exception:
+            self.conn.rollback()
+            raise
+        return defer.succeed(result)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return list(
+            self.conn.execute("SELECT seq, user_id, account_data_type FROM account_data_audit_outbox")
+        )
+
+
+def make_api(db: FakeDatabase, worker_name: str | None = None) -> Mock:
+    api = Mock(spec=ModuleApi)
+    api.worker_name = worker_name
+    api.server_name = "test.local"
+    api.run_db_interaction.side_effect = db.run
+    api.get_current_time_msec.return_value = 1_700_000_000_000
+    api.run_as_background_process.side_effect = lambda _desc, f, *a, **k: defer.ensureDeferred(f(*a, **k))
+    api.sleep = AsyncMock()
+    api.http_client = Mock()
+    api.http_client.post_json_get_json = AsyncMock(return_value={})
+    return api

@@ -1,0 +1,151 @@
+import json
+import random
+from typing import Any
+from unittest.mock import Mock
+
+from synapse.api.errors import HttpResponseException
+from twisted.internet import defer
+
+from synapse_account_data_audit import AccountDataAuditModule
+from synapse_account_data_audit.config import AuditModuleConfig
+from synapse_account_data_audit.delivery import Deliverer, backoff_delay
+from synapse_account_data_audit.outbox import Outbox
+
+from .fakes import FakeDatabase, make_api
+
+CONFIG = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=2)
+
+
+def build(config: AuditModuleConfig = CONFIG) -> tuple[FakeDatabase, Mock, AccountDataAuditModule]:
+    db = FakeDatabase()
+    api = make_api(db)
+    module = AccountDataAuditModule(config, api)
+    return db, api, module
+
+
+def change(module: AccountDataAuditModule, n: int, room: str | None = None) -> "defer.Deferred[None]":
+    return defer.ensureDeferred(module.on_account_data_updated(f"@u{n}:test.local", room, "m.t", {"n": n}))
+
+
+def posted_seqs(api: Mock) -> list[list[int]]:
+    return [
+        [c["seq"] for c in call.args[1]["changes"]]
+        for call in api.http_client.post_json_get_json.call_args_list
+    ]
+
+
+def test_registers_callback_poll_and_startup_kick_on_the_delivery_instance() -> None:
+    _db, api, module = build()
+    api.register_account_data_callbacks.assert_called_once_with(
+        on_account_data_updated=module.on_account_data_updated
+    )
+    assert api.looping_background_call.call_args.kwargs["run_on_all_instances"] is True
+    api.delayed_background_call.assert_called_once()
+
+
+def test_other_instances_record_but_do_not_deliver() -> None:
+    db = FakeDatabase()
+    api = make_api(db, worker_name="worker1")
+    module = AccountDataAuditModule(CONFIG, api)
+    api.looping_background_call.assert_not_called()
+    assert change(module, 1).called
+    api.http_client.post_json_get_json.assert_not_called()
+    assert len(db.rows()) == 1
+
+
+def test_each_change_wakes_delivery_and_is_deleted_once_acknowledged() -> None:
+    db, api, module = build()
+    d = change(module, 1, room="!r:test.local")
+    assert d.called
+    assert posted_seqs(api) == [[1]]
+    url, body = api.http_client.post_json_get_json.call_args.args
+    assert url == "http://as.test/_account_data_audit/v1/changes"
+    assert api.http_client.post_json_get_json.call_args.kwargs["headers"] == {
+        b"Authorization": [b"Bearer tok"]
+    }
+    assert body["changes"][0]["room_id"] == "!r:test.local"
+    assert json.loads(body["changes"][0]["content"]) == {"n": 1}
+    assert db.rows() == []
+    api.sleep.assert_not_called()
+
+
+def test_callback_never_awaits_the_network() -> None:
+    db, api, module = build()
+    never: defer.Deferred[Any] = defer.Deferred()
+    api.http_client.post_json_get_json = Mock(return_value=never)
+    first = change(module, 1)
+    second = change(module, 2)
+    # Delivery is stuck on the network, yet both callbacks have finished and both rows are stored.
+    assert first.called and second.called
+    assert len(db.rows()) == 2
+    assert api.http_client.post_json_get_json.call_count == 1
+
+
+def test_changes_during_delivery_are_sent_next_in_order_and_in_batches() -> None:
+    db, api, module = build()
+    pending: list[defer.Deferred[Any]] = []
+
+    def post(_url: str, _body: Any, headers: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        pending.append(d)
+        return d
+
+    api.http_client.post_json_get_json = Mock(side_effect=post)
+    for n in range(1, 6):
+        change(module, n)
+    assert posted_seqs(api) == [[1]]  # the others arrived while seq 1 was in flight
+    while len(pending) > 0:
+        pending.pop(0).callback({})
+    assert posted_seqs(api) == [[1], [2, 3], [4, 5]]
+    assert db.rows() == []
+
+
+def test_failures_back_off_and_retry_the_same_batch() -> None:
+    db, api, module = build()
+    error = HttpResponseException(503, "Service Unavailable", b'{"errcode":"M_UNKNOWN"}')
+    api.http_client.post_json_get_json.side_effect = [ConnectionError("refused"), error, {}]
+    change(module, 1)
+    assert posted_seqs(api) == [[1], [1], [1]]
+    delays = [call.args[0] for call in api.sleep.call_args_list]
+    assert len(delays) == 2
+    assert 0.25 <= delays[0] <= 0.5 and 0.5 <= delays[1] <= 1.0
+    assert db.rows() == []
+
+
+def test_partial_progress_is_deleted_and_the_rest_retried() -> None:
+    db = FakeDatabase()
+    recorder = AccountDataAuditModule(CONFIG, make_api(db, worker_name="other"))  # records, never delivers
+    change(recorder, 1)
+    change(recorder, 2)
+    first_seq = db.rows()[0][0]
+
+    api = make_api(db)
+    body = json.dumps({"errcode": "M_UNKNOWN", "processed_through": first_seq}).encode()
+    api.http_client.post_json_get_json.side_effect = [HttpResponseException(503, "x", body), {}]
+    Deliverer(api, CONFIG, Outbox(api)).kick()
+    assert posted_seqs(api) == [[1, 2], [2]]
+    assert db.rows() == []
+    assert api.sleep.call_count == 1
+
+
+def test_backoff_is_capped_with_jitter() -> None:
+    rand = random.Random(1)
+    delays = [backoff_delay(n, 0.5, 60, rand) for n in range(100)]
+    assert all(0 < d <= 60 for d in delays)
+    assert min(delays[20:]) >= 30  # capped delay, at least half of it
+    assert delays[0] <= 0.5
+
+
+def test_content_is_not_mutated() -> None:
+    _db, _api, module = build()
+    content = {"a": [1, 2], "b": {"c": 1.5}}
+    snapshot = json.dumps(content)
+    defer.ensureDeferred(module.on_account_data_updated("@u:test.local", None, "m.t", content))
+    assert json.dumps(content) == snapshot
+
+
+def test_database_failure_in_callback_is_logged_not_raised() -> None:
+    _db, api, module = build()
+    api.run_db_interaction.side_effect = RuntimeError("db down")
+    assert change(module, 1).called
+    api.http_client.post_json_get_json.assert_not_called()
