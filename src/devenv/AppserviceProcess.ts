@@ -1,0 +1,76 @@
+/** The appservice as admins run it: `node lib/main.js -c config.yaml -f registration.yaml`, in a child process. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { httpOk, waitUntil } from "./net.js";
+import { PROJECT_ROOT } from "./Synapse.js";
+
+export const MAIN_JS = join(PROJECT_ROOT, "lib", "main.js");
+
+export class AppserviceProcess {
+    private process: ChildProcess | null = null;
+    private exitInfo: string | null = null;
+    public output = "";
+
+    public constructor(
+        private readonly configPath: string,
+        private readonly registrationPath: string,
+        public readonly port: number,
+    ) {}
+
+    private spawnMain(): ChildProcess {
+        this.exitInfo = null;
+        this.output = "";
+        const child = spawn(process.execPath, [MAIN_JS, "-c", this.configPath, "-f", this.registrationPath], {
+            stdio: ["ignore", "pipe", "pipe"],
+        });
+        const collect = (chunk: Buffer): void => {
+            this.output = (this.output + chunk.toString()).slice(-50_000);
+        };
+        child.stdout?.on("data", collect);
+        child.stderr?.on("data", collect);
+        child.on("exit", (code, signal) => {
+            this.exitInfo = `appservice exited (code ${code}, signal ${signal}):\n${this.output}`;
+            if (this.process === child) this.process = null;
+        });
+        this.process = child;
+        return child;
+    }
+
+    /** Starts it and resolves once it listens (it listens only after joining the audit room). */
+    public async start(timeoutMs = 60_000): Promise<void> {
+        this.spawnMain();
+        await waitUntil(
+            "the appservice to start",
+            () => httpOk(`http://127.0.0.1:${this.port}/health`),
+            timeoutMs,
+            () => this.exitInfo,
+        );
+    }
+
+    /** Runs it expecting it to refuse to start; resolves with its exit code and output. */
+    public runToExit(timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+        const child = this.spawnMain();
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                child.kill("SIGKILL");
+                reject(new Error(`appservice did not exit within ${timeoutMs} ms:\n${this.output}`));
+            }, timeoutMs);
+            child.once("exit", (code) => {
+                clearTimeout(timer);
+                resolve({ code, output: this.output });
+            });
+        });
+    }
+
+    public get running(): boolean {
+        return this.process !== null;
+    }
+
+    public async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+        const child = this.process;
+        if (!child) return;
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        child.kill(signal);
+        await exited;
+    }
+}

@@ -1,0 +1,231 @@
+/**
+ * A throwaway Synapse on loopback, from the project's virtualenv (scripts/setup-synapse-venv.sh), for the
+ * e2e tests, the demo and the benchmark. SQLite by default; PostgreSQL on 127.0.0.1:5432 with a fresh
+ * database when asked.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import yaml from "js-yaml";
+import postgres from "postgres";
+import { freePort, httpOk, waitUntil } from "./net.js";
+
+const execFileAsync = promisify(execFile);
+
+export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
+export const VENV = resolve(PROJECT_ROOT, process.env.AUDIT_VENV ?? ".venv");
+const PYTHON = join(VENV, "bin", "python");
+
+export interface SynapseOptions {
+    dir: string;
+    serverName?: string;
+    database?: "sqlite" | "postgres";
+    /** Entries for homeserver.yaml's `modules` list. */
+    modules?: { module: string; config: Record<string, unknown> }[];
+    appServiceConfigFiles?: string[];
+    /** Extra directories on PYTHONPATH (e.g. for the baseline module). */
+    pythonPath?: string[];
+}
+
+export class SynapseHomeserver {
+    public readonly serverName: string;
+    public readonly sharedSecret = randomBytes(16).toString("hex");
+    public port = 0;
+    private process: ChildProcess | null = null;
+    private exitInfo: string | null = null;
+    private databaseName: string | null = null;
+
+    public constructor(private readonly opts: SynapseOptions) {
+        this.serverName = opts.serverName ?? "audit.test";
+    }
+
+    public get baseUrl(): string {
+        return `http://127.0.0.1:${this.port}`;
+    }
+
+    public get configPath(): string {
+        return join(this.opts.dir, "homeserver.yaml");
+    }
+
+    public get logPath(): string {
+        return join(this.opts.dir, "homeserver.log");
+    }
+
+    /** Writes homeserver.yaml (and creates the PostgreSQL database if asked); does not start Synapse. */
+    public async writeConfig(modules = this.opts.modules ?? []): Promise<void> {
+        if (!existsSync(PYTHON)) {
+            throw new Error(`No virtualenv at ${VENV}: run scripts/setup-synapse-venv.sh first`);
+        }
+        await mkdir(this.opts.dir, { recursive: true });
+        if (!this.port) this.port = await freePort();
+        const dir = this.opts.dir;
+        await writeFile(
+            join(dir, "log.yaml"),
+            yaml.dump({
+                version: 1,
+                formatters: { precise: { format: "%(asctime)s - %(name)s - %(levelname)s - %(message)s" } },
+                handlers: { file: { class: "logging.FileHandler", formatter: "precise", filename: this.logPath } },
+                loggers: { synapse_account_data_audit: { level: "INFO" }, "synapse.app": { level: "INFO" } },
+                root: { level: "WARNING", handlers: ["file"] },
+                disable_existing_loggers: false,
+            }),
+        );
+        const config = {
+            server_name: this.serverName,
+            public_baseurl: `${this.baseUrl}/`,
+            pid_file: join(dir, "homeserver.pid"),
+            listeners: [
+                {
+                    port: this.port,
+                    bind_addresses: ["127.0.0.1"],
+                    type: "http",
+                    tls: false,
+                    x_forwarded: false,
+                    resources: [{ names: ["client"], compress: false }],
+                },
+            ],
+            database: await this.databaseConfig(),
+            log_config: join(dir, "log.yaml"),
+            media_store_path: join(dir, "media"),
+            signing_key_path: join(dir, "signing.key"),
+            registration_shared_secret: this.sharedSecret,
+            report_stats: false,
+            trusted_key_servers: [],
+            suppress_key_server_warning: true,
+            enable_metrics: false,
+            presence: { enabled: false },
+            url_preview_enabled: false,
+            app_service_config_files: this.opts.appServiceConfigFiles ?? [],
+            modules,
+            // Tests and benchmarks drive many requests from few users; the appservice is exempt anyway.
+            rc_message: { per_second: 10000, burst_count: 10000 },
+            rc_registration: { per_second: 10000, burst_count: 10000 },
+            rc_login: { address: { per_second: 10000, burst_count: 10000 }, account: { per_second: 10000, burst_count: 10000 } },
+            rc_joins: { local: { per_second: 10000, burst_count: 10000 } },
+            rc_invites: { per_room: { per_second: 10000, burst_count: 10000 }, per_user: { per_second: 10000, burst_count: 10000 } },
+        };
+        await writeFile(this.configPath, yaml.dump(config));
+        if (!existsSync(join(dir, "signing.key"))) {
+            await execFileAsync(PYTHON, ["-m", "synapse.app.homeserver", "-c", this.configPath, "--generate-keys"], {
+                env: this.env(),
+            });
+        }
+    }
+
+    private async databaseConfig(): Promise<Record<string, unknown>> {
+        if (this.opts.database !== "postgres") {
+            return { name: "sqlite3", args: { database: join(this.opts.dir, "homeserver.db") } };
+        }
+        if (!this.databaseName) {
+            this.databaseName = `audit_test_${randomBytes(6).toString("hex")}`;
+            const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", onnotice: () => undefined });
+            try {
+                await sql.unsafe(
+                    `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+                );
+            } finally {
+                await sql.end();
+            }
+        }
+        return {
+            name: "psycopg2",
+            args: { user: "postgres", host: "127.0.0.1", port: 5432, database: this.databaseName, cp_min: 1, cp_max: 10 },
+        };
+    }
+
+    private env(): NodeJS.ProcessEnv {
+        const pythonPath = [...(this.opts.pythonPath ?? []), process.env.PYTHONPATH ?? ""].filter(Boolean).join(":");
+        return { ...process.env, PYTHONPATH: pythonPath };
+    }
+
+    /** Starts Synapse and resolves when its client API answers; rejects with its log if it exits first. */
+    public async start(timeoutMs = 120_000): Promise<void> {
+        this.exitInfo = null;
+        const child = spawn(PYTHON, ["-m", "synapse.app.homeserver", "-c", this.configPath], {
+            env: this.env(),
+            stdio: ["ignore", "pipe", "pipe"],
+        });
+        let output = "";
+        const collect = (chunk: Buffer): void => {
+            output = (output + chunk.toString()).slice(-20_000);
+        };
+        child.stdout?.on("data", collect);
+        child.stderr?.on("data", collect);
+        child.on("exit", (code, signal) => {
+            this.exitInfo = `Synapse exited (code ${code}, signal ${signal}).\n${output}\n${this.logTail()}`;
+            if (this.process === child) this.process = null;
+        });
+        this.process = child;
+        await waitUntil(
+            "Synapse to start",
+            () => httpOk(`${this.baseUrl}/health`),
+            timeoutMs,
+            () => this.exitInfo,
+        );
+    }
+
+    /** The last lines of homeserver.log, for error messages. */
+    public logTail(lines = 40): string {
+        if (!existsSync(this.logPath)) return "";
+        return readFileSync(this.logPath, "utf8").split("\n").slice(-lines).join("\n");
+    }
+
+    /** Starts Synapse expecting it to refuse; returns what it printed. */
+    public async startExpectingFailure(timeoutMs = 120_000): Promise<string> {
+        try {
+            await this.start(timeoutMs);
+        } catch (err) {
+            return (err as Error).message;
+        }
+        await this.stop();
+        throw new Error("Synapse started, but it was expected to refuse");
+    }
+
+    public async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+        const child = this.process;
+        if (!child) return;
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        child.kill(signal);
+        const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+        await exited;
+        clearTimeout(timer);
+        this.process = null;
+    }
+
+    public async restart(): Promise<void> {
+        await this.stop();
+        await this.start();
+    }
+
+    /** Stops Synapse and drops its PostgreSQL database, if any. */
+    public async destroy(): Promise<void> {
+        await this.stop();
+        if (this.databaseName) {
+            const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", onnotice: () => undefined });
+            try {
+                await sql.unsafe(`DROP DATABASE IF EXISTS ${this.databaseName} WITH (FORCE)`);
+            } finally {
+                await sql.end();
+            }
+            this.databaseName = null;
+        }
+    }
+
+    /** Runs one SQL query against Synapse's database (SQLite or PostgreSQL) through the venv's Python. */
+    public async query(sqlText: string): Promise<unknown[][]> {
+        const script = [
+            "import json, sys, yaml",
+            "cfg = yaml.safe_load(open(sys.argv[1]))['database']",
+            "if cfg['name'] == 'sqlite3':",
+            "    import sqlite3; conn = sqlite3.connect(cfg['args']['database'])",
+            "else:",
+            "    import psycopg2; a = cfg['args']; conn = psycopg2.connect(host=a['host'], port=a['port'], user=a['user'], dbname=a['database'])",
+            "cur = conn.cursor(); cur.execute(sys.argv[2]); print(json.dumps(cur.fetchall() if cur.description else []))",
+        ].join("\n");
+        const { stdout } = await execFileAsync(PYTHON, ["-c", script, this.configPath, sqlText]);
+        return JSON.parse(stdout) as unknown[][];
+    }
+}

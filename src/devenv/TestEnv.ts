@@ -1,0 +1,130 @@
+/**
+ * The whole pipeline on loopback, shared by the e2e tests, the demo and the benchmark: a throwaway Synapse
+ * with our host module, the appservice in its own process, an auditor user in the audit room.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import yaml from "js-yaml";
+import { AppServiceRegistration } from "matrix-appservice-bridge";
+import { completeRegistration } from "../Registration.js";
+import { AppserviceProcess } from "./AppserviceProcess.js";
+import { AuditorClient } from "./AuditorClient.js";
+import { type MatrixHttp, registerUser } from "./MatrixHttp.js";
+import { freePort } from "./net.js";
+import { SynapseHomeserver } from "./Synapse.js";
+
+export const HOST_MODULE = "synapse_account_data_audit.AccountDataAuditModule";
+export const SENDER_LOCALPART = "account-data-audit";
+
+export interface TestEnvOptions {
+    database?: "sqlite" | "postgres";
+    /** Overrides for the host module's config. */
+    hostModuleConfig?: Record<string, unknown>;
+    /** Overrides for the appservice's config (merged at the top level). */
+    appserviceConfig?: Record<string, unknown>;
+    /** Start the appservice (default true). */
+    startAppservice?: boolean;
+    /** Keep the temporary directory (for the demo's printout or debugging). */
+    keepDir?: boolean;
+}
+
+export interface TestEnv {
+    dir: string;
+    synapse: SynapseHomeserver;
+    appservice: AppserviceProcess;
+    registration: AppServiceRegistration;
+    registrationPath: string;
+    configPath: string;
+    senderUserId: string;
+    auditRoomId: string;
+    auditor: AuditorClient;
+    /** Registers a fresh local user. */
+    newUser(localpart: string): Promise<MatrixHttp>;
+    /** Rewrites the appservice's config.yaml from `config` (used by misconfiguration tests). */
+    writeAppserviceConfig(config: Record<string, unknown>): Promise<void>;
+    appserviceConfig: Record<string, unknown>;
+    tearDown(): Promise<void>;
+}
+
+export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv> {
+    const dir = await mkdtemp(join(tmpdir(), "account-data-audit-"));
+    const asPort = await freePort();
+    const serverName = "audit.test";
+    const senderUserId = `@${SENDER_LOCALPART}:${serverName}`;
+
+    const registration = completeRegistration(new AppServiceRegistration(`http://127.0.0.1:${asPort}`), SENDER_LOCALPART);
+    const registrationPath = join(dir, "registration.yaml");
+    registration.outputAsYaml(registrationPath);
+
+    const synapse = new SynapseHomeserver({
+        dir: join(dir, "synapse"),
+        serverName,
+        database: opts.database,
+        appServiceConfigFiles: [registrationPath],
+        modules: [
+            {
+                module: HOST_MODULE,
+                config: {
+                    appservice_url: `http://127.0.0.1:${asPort}`,
+                    registration_file: registrationPath,
+                    backoff_initial_seconds: 0.05,
+                    backoff_max_seconds: 1,
+                    ...opts.hostModuleConfig,
+                },
+            },
+        ],
+    });
+    const env: Partial<TestEnv> = { dir, synapse };
+    try {
+        await synapse.writeConfig();
+        await synapse.start();
+
+        const auditorHttp = await registerUser(synapse.baseUrl, synapse.sharedSecret, "auditor", true);
+        const auditRoomId = await auditorHttp.createRoom({ name: "Account data audit", preset: "private_chat" });
+        await auditorHttp.invite(auditRoomId, senderUserId);
+
+        const appserviceConfig: Record<string, unknown> = {
+            audit_room: auditRoomId,
+            sender: senderUserId,
+            homeserver: { url: synapse.baseUrl, server_name: serverName },
+            listen: { bind_address: "127.0.0.1", port: asPort },
+            sending: { retry_initial_ms: 50, retry_max_ms: 1000 },
+            logging: { level: "warn" },
+            ...opts.appserviceConfig,
+        };
+        const configPath = join(dir, "config.yaml");
+        const writeAppserviceConfig = (config: Record<string, unknown>): Promise<void> =>
+            writeFile(configPath, yaml.dump(config));
+        await writeAppserviceConfig(appserviceConfig);
+        const appservice = new AppserviceProcess(configPath, registrationPath, asPort);
+        Object.assign(env, {
+            appservice,
+            registration,
+            registrationPath,
+            configPath,
+            senderUserId,
+            auditRoomId,
+            appserviceConfig,
+            writeAppserviceConfig,
+            auditor: new AuditorClient(auditorHttp, auditRoomId, senderUserId),
+            newUser: (localpart: string) => registerUser(synapse.baseUrl, synapse.sharedSecret, localpart),
+        });
+        if (opts.startAppservice !== false) {
+            await appservice.start();
+        }
+    } catch (err) {
+        await tearDownParts(env, opts.keepDir);
+        throw err;
+    }
+    env.tearDown = () => tearDownParts(env, opts.keepDir);
+    return env as TestEnv;
+}
+
+async function tearDownParts(env: Partial<TestEnv>, keepDir = false): Promise<void> {
+    await env.appservice?.stop().catch(() => undefined);
+    await env.synapse?.destroy().catch(() => undefined);
+    if (env.dir && !keepDir && !process.env.AUDIT_KEEP_TEST_DIRS) {
+        await rm(env.dir, { recursive: true, force: true });
+    }
+}
