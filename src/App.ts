@@ -17,9 +17,6 @@ import { ModuleHost } from "./modules/ModuleHost.js";
 
 const log = new Logger("App");
 
-/** The appservice library's own default; our limit only ever raises it. */
-const APPSERVICE_MIN_BODY_BYTES = 5_000_000;
-
 export interface StartOptions {
     /** Prometheus registry for our metrics; a fresh one by default. */
     registry?: Registry;
@@ -96,7 +93,9 @@ export async function start(
 
     const appService = new AppService({
         homeserverToken: hsToken,
-        httpMaxSizeBytes: Math.max(config.ingest.max_body_bytes, APPSERVICE_MIN_BODY_BYTES),
+        // One body-parser serves every route, so this limit also applies to the homeserver's transactions,
+        // which for this appservice only ever carry a few membership events.
+        httpMaxSizeBytes: config.ingest.max_body_bytes,
     });
     const app = appService.expressApp;
     app.post(CHANGES_PATH, bearerTokenGuard(config.ingest.token ?? hsToken), changesHandler(processor, metrics));

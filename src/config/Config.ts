@@ -44,7 +44,8 @@ export const configSchema = section("matrix-account-data-audit appservice config
         max_body_bytes: integerField({
             doc:
                 "Largest request body accepted (413 M_TOO_LARGE above). Keep it above Synapse's largest client\n" +
-                "request (max_upload_size, 50M by default), so no single account-data change is refused.",
+                "request (max_upload_size, 50M by default), so no single account-data change is refused. It also\n" +
+                "applies to the homeserver's appservice transactions (small for this appservice).",
             default: 64 * MiB,
             min: 64 * 1024,
             max: 1024 * MiB,

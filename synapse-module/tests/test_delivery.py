@@ -149,3 +149,18 @@ def test_database_failure_in_callback_is_logged_not_raised() -> None:
     api.run_db_interaction.side_effect = RuntimeError("db down")
     assert change(module, 1).called
     api.http_client.post_json_get_json.assert_not_called()
+
+
+def test_too_large_batches_are_split() -> None:
+    config = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=4)
+    db = FakeDatabase()
+    recorder = AccountDataAuditModule(config, make_api(db, worker_name="other"))
+    for n in range(1, 5):
+        change(recorder, n)
+    api = make_api(db)
+    too_large = HttpResponseException(413, "Too Large", b'{"errcode":"M_TOO_LARGE"}')
+    api.http_client.post_json_get_json.side_effect = [too_large, too_large, {}, {}]
+    Deliverer(api, config, Outbox(api)).kick()
+    assert posted_seqs(api) == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4]]
+    assert db.rows() == []
+    api.sleep.assert_not_called()

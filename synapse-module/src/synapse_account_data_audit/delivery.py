@@ -123,6 +123,10 @@ class Deliverer:
                     delivered = [row for row in rows if row.seq <= done]
                     await self._delete_through(done, len(delivered))
                     rows = [row for row in rows if row.seq > done]
+                if e.code == 413 and len(rows) > 1:
+                    # Too large together: send fewer at once (the rest follow in the next batches).
+                    rows = rows[: len(rows) // 2]
+                    continue
             except Exception as e:
                 logger.warning(
                     "Could not deliver %d account-data changes (seq %d-%d) to %s: %s",

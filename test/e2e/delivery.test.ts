@@ -1,0 +1,60 @@
+/** Scenarios 3-5: nothing lost, nothing twice, order kept, across appservice and Synapse outages. */
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
+import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth } from "./helpers.js";
+
+describe(`delivery through outages (${DATABASE})`, () => {
+    let env: TestEnv;
+
+    beforeEach(async () => {
+        env = await createTestEnv({ database: DATABASE });
+        await env.auditor.catchUp();
+    });
+    afterEach(async () => {
+        await env?.tearDown();
+    });
+
+    it("delivers 200 changes by 10 users made while the appservice was stopped", async () => {
+        await env.appservice.stop();
+        const users = await newUsers(env, "u", 10);
+        await burst(users, 20);
+        expect(await outboxDepth(env)).toBe(200);
+
+        await env.appservice.start();
+        await env.auditor.waitForMessages(200, 120_000);
+        expectAllInOrderOnce(env.auditor.received, users, 20);
+        expect(await outboxDepth(env)).toBe(0);
+        // Nothing more trickles in once the outbox is empty.
+        await env.auditor.syncOnce(0);
+        expect(env.auditor.received).toHaveLength(200);
+    });
+
+    it("loses nothing and posts nothing twice when the appservice is SIGKILLed mid-burst", async () => {
+        const users = await newUsers(env, "k", 10);
+        const changes = burst(users, 100);
+        // Kill it once it is demonstrably in the middle of the stream.
+        await env.auditor.waitForMessages(100, 120_000);
+        await env.appservice.stop("SIGKILL");
+        await changes;
+        await env.appservice.start();
+
+        await env.auditor.waitForMessages(1000, 300_000);
+        await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
+        await env.auditor.syncOnce(0);
+        expect(env.auditor.received).toHaveLength(1000);
+        expectAllInOrderOnce(env.auditor.received, users, 100);
+    });
+
+    it("keeps queued changes across a Synapse restart", async () => {
+        await env.appservice.stop();
+        const users = await newUsers(env, "r", 5);
+        await burst(users, 10);
+        expect(await outboxDepth(env)).toBe(50);
+
+        await env.synapse.restart();
+        expect(await outboxDepth(env)).toBe(50);
+        await env.appservice.start();
+        await env.auditor.waitForMessages(50, 120_000);
+        expectAllInOrderOnce(env.auditor.received, users, 10);
+    });
+});
