@@ -7,8 +7,7 @@ import { Registry } from "prom-client";
 import type { AppConfig } from "./config/Config.js";
 import { ConfigError, StartupError } from "./Errors.js";
 import { ChangeProcessor } from "./ingest/ChangeProcessor.js";
-import { bearerTokenGuard, changesHandler, matrixErrorMiddleware } from "./ingest/IngestRoute.js";
-import { CHANGES_PATH } from "./ingest/Protocol.js";
+import { addIngestRoutes } from "./ingest/IngestRoute.js";
 import { joinAuditRoom } from "./matrix/AuditRoom.js";
 import { EventSender } from "./matrix/EventSender.js";
 import { Metrics } from "./Metrics.js";
@@ -97,15 +96,7 @@ export async function start(
         // which for this appservice only ever carry a few membership events.
         httpMaxSizeBytes: config.ingest.max_body_bytes,
     });
-    const app = appService.expressApp;
-    app.post(CHANGES_PATH, bearerTokenGuard(config.ingest.token ?? hsToken), changesHandler(processor, metrics));
-    app.get("/metrics", (_req, res) => {
-        metrics.registry.metrics().then(
-            (text) => res.type(metrics.registry.contentType).send(text),
-            (err: unknown) => res.status(500).send(String(err)),
-        );
-    });
-    app.use(matrixErrorMiddleware);
+    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics);
 
     await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
     log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);

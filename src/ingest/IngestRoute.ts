@@ -4,10 +4,10 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from "express";
-import { Logger } from "matrix-appservice-bridge";
+import { type AppService, Logger } from "matrix-appservice-bridge";
 import type { Metrics } from "../Metrics.js";
 import { BatchFailedError, type ChangeProcessor } from "./ChangeProcessor.js";
-import { BadFieldError, parseChangeBatch } from "./Protocol.js";
+import { BadFieldError, CHANGES_PATH, parseChangeBatch } from "./Protocol.js";
 
 const log = new Logger("IngestRoute");
 
@@ -108,3 +108,16 @@ export const matrixErrorMiddleware: ErrorRequestHandler = (err: BodyParserError,
     log.error("Unhandled error while serving a request", err);
     sendMatrixError(res, 500, "M_UNKNOWN", "Internal server error");
 };
+
+/** Adds the change endpoint, /metrics and the Matrix error middleware to the appservice's listener. */
+export function addIngestRoutes(appService: AppService, processor: ChangeProcessor, token: string, metrics: Metrics): void {
+    const app = appService.expressApp;
+    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics));
+    app.get("/metrics", (_req, res) => {
+        metrics.registry.metrics().then(
+            (text) => res.type(metrics.registry.contentType).send(text),
+            (err: unknown) => res.status(500).send(String(err)),
+        );
+    });
+    app.use(matrixErrorMiddleware);
+}

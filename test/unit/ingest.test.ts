@@ -1,0 +1,170 @@
+import type { AddressInfo } from "node:net";
+import { AppService } from "matrix-appservice-bridge";
+import { Registry } from "prom-client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BatchFailedError, ChangeProcessor } from "../../src/ingest/ChangeProcessor.js";
+import { addIngestRoutes } from "../../src/ingest/IngestRoute.js";
+import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
+import { pythonDumps } from "../../src/json/PythonJson.js";
+import { Metrics } from "../../src/Metrics.js";
+import type { AccountDataChange } from "../../src/modules/ModuleHost.js";
+
+const TOKEN = "hs-token-for-tests";
+const MAX_BODY = 64 * 1024;
+
+function wireChange(seq: number, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+        id: `id${seq}`,
+        seq,
+        ts: 1_700_000_000_000,
+        user_id: "@alice:example.org",
+        room_id: null,
+        type: "m.test",
+        content: '{"n":1.0}',
+        ...overrides,
+    };
+}
+
+describe("the change endpoint", () => {
+    let appService: AppService;
+    let url: string;
+    let dispatched: AccountDataChange[];
+    let failOn: Set<number>;
+
+    beforeEach(async () => {
+        dispatched = [];
+        failOn = new Set();
+        const metrics = new Metrics(new Registry());
+        const processor = new ChangeProcessor(
+            {
+                dispatch: async (change) => {
+                    if (failOn.has(change.seq)) throw new Error(`cannot send ${change.seq}`);
+                    dispatched.push(change);
+                },
+            },
+            metrics,
+        );
+        appService = new AppService({ homeserverToken: TOKEN, httpMaxSizeBytes: MAX_BODY });
+        addIngestRoutes(appService, processor, TOKEN, metrics);
+        await appService.listen(0, "127.0.0.1", 10);
+        const address = (appService as unknown as { server: { address(): AddressInfo } }).server.address();
+        url = `http://127.0.0.1:${address.port}${CHANGES_PATH}`;
+    });
+    afterEach(async () => {
+        await appService.close();
+    });
+
+    async function post(body: string, headers: Record<string, string> = { Authorization: `Bearer ${TOKEN}` }) {
+        const res = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
+        return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    }
+
+    it("handles a batch in order and acknowledges its last seq", async () => {
+        const res = await post(JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }));
+        expect(res).toEqual({ status: 200, json: { acknowledged_through: 7 } });
+        expect(dispatched.map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
+            [4, null, '{"n": 1.0}'],
+            [7, "!r:example.org", '{"n": 1.0}'],
+        ]);
+    });
+
+    it("acknowledges an empty batch", async () => {
+        expect(await post('{"changes": []}')).toEqual({ status: 200, json: { acknowledged_through: null } });
+    });
+
+    it.each([
+        ["no Authorization header", {}, 401, "M_MISSING_TOKEN"],
+        ["a non-bearer header", { Authorization: `Basic ${TOKEN}` }, 401, "M_MISSING_TOKEN"],
+        ["a wrong token", { Authorization: "Bearer nope" }, 403, "M_UNKNOWN_TOKEN"],
+        ["a token of the right length but wrong", { Authorization: `Bearer ${"x".repeat(TOKEN.length)}` }, 403, "M_UNKNOWN_TOKEN"],
+    ])("rejects %s", async (_name, headers, status, errcode) => {
+        const res = await post(JSON.stringify({ changes: [wireChange(1)] }), headers as Record<string, string>);
+        expect(res.status).toBe(status);
+        expect(res.json.errcode).toBe(errcode);
+        expect(dispatched).toEqual([]);
+    });
+
+    it("answers malformed JSON with 400 M_NOT_JSON", async () => {
+        const res = await post('{"changes": [');
+        expect(res).toMatchObject({ status: 400, json: { errcode: "M_NOT_JSON" } });
+    });
+
+    it("answers a non-JSON content type with 400 M_NOT_JSON", async () => {
+        const res = await fetch(url, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "text/plain" }, body: "{}" });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { errcode: string }).errcode).toBe("M_NOT_JSON");
+    });
+
+    it("answers an oversize body with 413 M_TOO_LARGE", async () => {
+        const res = await post(JSON.stringify({ changes: [wireChange(1, { content: `{"x":"${"a".repeat(MAX_BODY)}"}` })] }));
+        expect(res).toMatchObject({ status: 413, json: { errcode: "M_TOO_LARGE" } });
+    });
+
+    it.each([
+        [{ changes: {} }, "changes"],
+        [[], "body"],
+        [{ changes: [wireChange(1, { id: "" })] }, "changes[0].id"],
+        [{ changes: [wireChange(1, { id: "has space" })] }, "changes[0].id"],
+        [{ changes: [wireChange(-1)] }, "changes[0].seq"],
+        [{ changes: [wireChange(1.5)] }, "changes[0].seq"],
+        [{ changes: [wireChange(1, { ts: "now" })] }, "changes[0].ts"],
+        [{ changes: [wireChange(1, { user_id: "alice" })] }, "changes[0].user_id"],
+        [{ changes: [wireChange(1, { user_id: `@${"a".repeat(260)}:example.org` })] }, "changes[0].user_id"],
+        [{ changes: [wireChange(1, { room_id: "#alias:example.org" })] }, "changes[0].room_id"],
+        [{ changes: [wireChange(1, { room_id: 5 })] }, "changes[0].room_id"],
+        [{ changes: [wireChange(1, { type: "" })] }, "changes[0].type"],
+        [{ changes: [wireChange(1, { type: "é".repeat(128) })] }, "changes[0].type"],
+        [{ changes: [wireChange(1, { content: { n: 1 } })] }, "changes[0].content"],
+        [{ changes: [wireChange(1, { content: "[1]" })] }, "changes[0].content"],
+        [{ changes: [wireChange(1, { content: "{" })] }, "changes[0].content"],
+        [{ changes: [wireChange(2), wireChange(3), wireChange(3)] }, "changes[2].seq"],
+    ])("answers an invalid field with 400 M_BAD_JSON naming it (case %#)", async (body, field) => {
+        const res = await post(JSON.stringify(body));
+        expect(res.status).toBe(400);
+        expect(res.json).toMatchObject({ errcode: "M_BAD_JSON", field });
+        expect(String(res.json.error)).toContain(field);
+        expect(dispatched).toEqual([]);
+    });
+
+    it("fails a batch it cannot finish with 503 and how far it got, and the retry resumes", async () => {
+        failOn.add(3);
+        const batch = JSON.stringify({ changes: [wireChange(1), wireChange(2), wireChange(3), wireChange(4)] });
+        const res = await post(batch);
+        expect(res).toMatchObject({ status: 503, json: { errcode: "M_UNKNOWN", processed_through: 2 } });
+        expect(dispatched.map((c) => c.seq)).toEqual([1, 2]);
+
+        failOn.clear();
+        expect((await post(batch)).json).toEqual({ acknowledged_through: 4 });
+        // Changes already handled in this process are not handled again.
+        expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
+    });
+
+    it("serves Prometheus metrics", async () => {
+        await post(JSON.stringify({ changes: [wireChange(1)] }));
+        const text = await (await fetch(url.replace(CHANGES_PATH, "/metrics"))).text();
+        expect(text).toContain('account_data_audit_batches_total{result="ok"} 1');
+        expect(text).toContain("account_data_audit_changes_processed_total 1");
+    });
+});
+
+describe("ChangeProcessor", () => {
+    it("processes concurrent batches one after the other, in arrival order", async () => {
+        const order: number[] = [];
+        const processor = new ChangeProcessor({
+            dispatch: async (change) => {
+                await new Promise((resolve) => setTimeout(resolve, change.seq === 1 ? 20 : 0));
+                order.push(change.seq);
+            },
+        });
+        const change = (seq: number) => ({ id: `i${seq}`, seq, ts: 0, userId: "@a:b", roomId: null, type: "t" }) as AccountDataChange;
+        await Promise.all([processor.process([change(1)]), processor.process([change(2)]), processor.process([change(3)])]);
+        expect(order).toEqual([1, 2, 3]);
+    });
+
+    it("reports BatchFailedError with null when nothing was processed", async () => {
+        const processor = new ChangeProcessor({ dispatch: async () => Promise.reject(new Error("x")) });
+        const err = await processor.process([{ id: "a", seq: 5, ts: 0, userId: "@a:b", roomId: null, type: "t" } as AccountDataChange]).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(BatchFailedError);
+        expect((err as BatchFailedError).processedThrough).toBeNull();
+    });
+});
