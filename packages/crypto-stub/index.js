@@ -11,10 +11,14 @@ function unsupported(name) {
             );
         },
         construct() {
-            throw new Error(`End-to-end encryption is not supported by matrix-account-data-audit (tried to construct ${name}).`);
+            throw new Error(
+                `End-to-end encryption is not supported by matrix-account-data-audit (tried to construct ${name}).`,
+            );
         },
         apply() {
-            throw new Error(`End-to-end encryption is not supported by matrix-account-data-audit (tried to call ${name}).`);
+            throw new Error(
+                `End-to-end encryption is not supported by matrix-account-data-audit (tried to call ${name}).`,
+            );
         },
     });
 }

@@ -31,10 +31,13 @@ export const configSchema = section("matrix-account-data-audit appservice config
             check: (v) => (isServerName(v) ? undefined : "must be a server name such as example.org"),
         }),
     }),
-    listen: section("Where the appservice listens: for the homeserver's appservice API, for the host module's\nchange batches, and for /health and /metrics (unauthenticated: keep it on a private interface).", {
-        bind_address: stringField({ doc: "Address to bind.", default: "127.0.0.1" }),
-        port: integerField({ doc: "TCP port.", default: 9993, min: 1, max: 65535 }),
-    }),
+    listen: section(
+        "Where the appservice listens: for the homeserver's appservice API, for the host module's\nchange batches, and for /health and /metrics (unauthenticated: keep it on a private interface).",
+        {
+            bind_address: stringField({ doc: "Address to bind.", default: "127.0.0.1" }),
+            port: integerField({ doc: "TCP port.", default: 9993, min: 1, max: 65535 }),
+        },
+    ),
     ingest: section("The endpoint that takes change batches from the Synapse host module.", {
         token: optionalStringField({
             doc:
@@ -69,7 +72,11 @@ export const configSchema = section("matrix-account-data-audit appservice config
         }),
     }),
     logging: section("Logging.", {
-        level: enumField({ doc: "Console log level.", default: "info", values: ["error", "warn", "info", "debug", "trace"] }),
+        level: enumField({
+            doc: "Console log level.",
+            default: "info",
+            values: ["error", "warn", "info", "debug", "trace"],
+        }),
         json: booleanField({ doc: "Write log lines as JSON.", default: false }),
     }),
 });

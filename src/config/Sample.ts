@@ -8,8 +8,8 @@ function renderScalar(value: unknown): string {
 }
 
 function renderFields(fields: Fields, indent: string, out: string[]): void {
-    for (const [key, spec] of Object.entries(fields)) {
-        out.push("");
+    for (const [index, [key, spec]] of Object.entries(fields).entries()) {
+        if (index > 0 || indent === "") out.push("");
         for (const line of spec.doc.split("\n")) {
             out.push(`${indent}# ${line}`);
         }
@@ -17,7 +17,9 @@ function renderFields(fields: Fields, indent: string, out: string[]): void {
             out.push(`${indent}${key}:`);
             renderFields(spec.fields as Fields, indent + "  ", out);
         } else {
-            out.push(`${indent}# ${spec.default === undefined ? "Required." : `Default: ${renderScalar(spec.default)}`}`);
+            out.push(
+                `${indent}# ${spec.default === undefined ? "Required." : `Default: ${renderScalar(spec.default)}`}`,
+            );
             out.push(`${indent}${key}: ${renderScalar(spec.sample)}`);
         }
     }

@@ -74,9 +74,7 @@ export function optionalStringField(opts: { doc: string; sample?: unknown }): Fi
     });
 }
 
-export function integerField(
-    opts: FieldOptions<number> & { min: number; max: number },
-): FieldSpec<number> {
+export function integerField(opts: FieldOptions<number> & { min: number; max: number }): FieldSpec<number> {
     return field(opts, (value, path) => {
         if (typeof value !== "number" || !Number.isInteger(value)) {
             throw new ConfigError(path, `'${path}' must be an integer, got ${describe(value)}`);
@@ -97,9 +95,7 @@ export function booleanField(opts: FieldOptions<boolean>): FieldSpec<boolean> {
     });
 }
 
-export function enumField<const T extends string>(
-    opts: FieldOptions<T> & { values: readonly T[] },
-): FieldSpec<T> {
+export function enumField<const T extends string>(opts: FieldOptions<T> & { values: readonly T[] }): FieldSpec<T> {
     return field(opts, (value, path) => {
         if (typeof value !== "string" || !(opts.values as readonly string[]).includes(value)) {
             throw new ConfigError(path, `'${path}' must be one of ${opts.values.join(", ")}, got ${describe(value)}`);

@@ -78,7 +78,9 @@ export class MatrixHttp {
     }
 
     public async invite(roomId: string, userId: string): Promise<void> {
-        await this.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId });
+        await this.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, {
+            user_id: userId,
+        });
     }
 
     public async join(roomId: string): Promise<void> {

@@ -103,9 +103,15 @@ export class SynapseHomeserver {
             // Tests and benchmarks drive many requests from few users; the appservice is exempt anyway.
             rc_message: { per_second: 10000, burst_count: 10000 },
             rc_registration: { per_second: 10000, burst_count: 10000 },
-            rc_login: { address: { per_second: 10000, burst_count: 10000 }, account: { per_second: 10000, burst_count: 10000 } },
+            rc_login: {
+                address: { per_second: 10000, burst_count: 10000 },
+                account: { per_second: 10000, burst_count: 10000 },
+            },
             rc_joins: { local: { per_second: 10000, burst_count: 10000 } },
-            rc_invites: { per_room: { per_second: 10000, burst_count: 10000 }, per_user: { per_second: 10000, burst_count: 10000 } },
+            rc_invites: {
+                per_room: { per_second: 10000, burst_count: 10000 },
+                per_user: { per_second: 10000, burst_count: 10000 },
+            },
         };
         await writeFile(this.configPath, yaml.dump(config));
         if (!existsSync(join(dir, "signing.key"))) {
@@ -121,7 +127,13 @@ export class SynapseHomeserver {
         }
         if (!this.databaseName) {
             this.databaseName = `audit_test_${randomBytes(6).toString("hex")}`;
-            const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", onnotice: () => undefined });
+            const sql = postgres({
+                host: "127.0.0.1",
+                port: 5432,
+                user: "postgres",
+                database: "postgres",
+                onnotice: () => undefined,
+            });
             try {
                 await sql.unsafe(
                     `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
@@ -132,7 +144,14 @@ export class SynapseHomeserver {
         }
         return {
             name: "psycopg2",
-            args: { user: "postgres", host: "127.0.0.1", port: 5432, database: this.databaseName, cp_min: 1, cp_max: 10 },
+            args: {
+                user: "postgres",
+                host: "127.0.0.1",
+                port: 5432,
+                database: this.databaseName,
+                cp_min: 1,
+                cp_max: 10,
+            },
         };
     }
 
@@ -204,7 +223,13 @@ export class SynapseHomeserver {
     public async destroy(): Promise<void> {
         await this.stop();
         if (this.databaseName) {
-            const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", onnotice: () => undefined });
+            const sql = postgres({
+                host: "127.0.0.1",
+                port: 5432,
+                user: "postgres",
+                database: "postgres",
+                onnotice: () => undefined,
+            });
             try {
                 await sql.unsafe(`DROP DATABASE IF EXISTS ${this.databaseName} WITH (FORCE)`);
             } finally {

@@ -53,7 +53,10 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
     const serverName = "audit.test";
     const senderUserId = `@${SENDER_LOCALPART}:${serverName}`;
 
-    const registration = completeRegistration(new AppServiceRegistration(`http://127.0.0.1:${asPort}`), SENDER_LOCALPART);
+    const registration = completeRegistration(
+        new AppServiceRegistration(`http://127.0.0.1:${asPort}`),
+        SENDER_LOCALPART,
+    );
     const registrationPath = join(dir, "registration.yaml");
     registration.outputAsYaml(registrationPath);
 

@@ -55,7 +55,10 @@ export class ChangeProcessor {
                     const hint = err instanceof SendFailedError && err.adminHint ? ` ${err.adminHint}` : "";
                     log.error(`Change ${change.id} (seq ${change.seq}) failed: ${(err as Error).message}.${hint}`);
                     this.metrics?.changesFailed.inc();
-                    throw new BatchFailedError(`Change seq ${change.seq} failed: ${(err as Error).message}`, processedThrough);
+                    throw new BatchFailedError(
+                        `Change seq ${change.seq} failed: ${(err as Error).message}`,
+                        processedThrough,
+                    );
                 }
                 this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
                 this.remember(change.id);

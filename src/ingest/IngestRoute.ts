@@ -110,7 +110,12 @@ export const matrixErrorMiddleware: ErrorRequestHandler = (err: BodyParserError,
 };
 
 /** Adds the change endpoint, /metrics and the Matrix error middleware to the appservice's listener. */
-export function addIngestRoutes(appService: AppService, processor: ChangeProcessor, token: string, metrics: Metrics): void {
+export function addIngestRoutes(
+    appService: AppService,
+    processor: ChangeProcessor,
+    token: string,
+    metrics: Metrics,
+): void {
     const app = appService.expressApp;
     app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics));
     app.get("/metrics", (_req, res) => {

@@ -6,13 +6,7 @@
  * - duplicate keys behave as in Python's `json.loads`: the last value wins, at the first key's position.
  */
 
-export type LosslessValue =
-    | null
-    | boolean
-    | string
-    | LosslessNumber
-    | LosslessValue[]
-    | LosslessObject;
+export type LosslessValue = null | boolean | string | LosslessNumber | LosslessValue[] | LosslessObject;
 
 /** A JSON number as written in the source text. */
 export class LosslessNumber {

@@ -50,7 +50,8 @@ export function classifySendError(err: unknown): Outcome {
     const e = (typeof err === "object" && err !== null ? err : {}) as HttpErrorShape;
     const status = typeof e.statusCode === "number" ? e.statusCode : undefined;
     const errcode = typeof e.errcode === "string" ? e.errcode : undefined;
-    const detail = status === undefined ? String(e.message ?? err) : `${status} ${errcode ?? ""} ${e.error ?? ""}`.trim();
+    const detail =
+        status === undefined ? String(e.message ?? err) : `${status} ${errcode ?? ""} ${e.error ?? ""}`.trim();
     if (status === undefined) {
         return { kind: "retry", reason: "network_error", detail };
     }

@@ -79,7 +79,8 @@ export class AuditModule {
         private readonly maxContentBytes = DEFAULT_MAX_CONTENT_BYTES,
     ) {
         api.registerAccountDataCallbacks({
-            onAccountDataUpdated: (userId, roomId, type, content) => this.logNewAccountData(userId, roomId, type, content),
+            onAccountDataUpdated: (userId, roomId, type, content) =>
+                this.logNewAccountData(userId, roomId, type, content),
         });
     }
 

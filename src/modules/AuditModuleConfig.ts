@@ -9,7 +9,8 @@ export const auditModuleSchema = section("The built-in audit module.", {
             "alias (#audit:example.org), resolved when the appservice starts. The sender must be invited to it\n" +
             "(or the room must be public) and be allowed to post m.room.message events.",
         sample: "#account-data-audit:example.org",
-        check: (v) => (isRoomId(v) || isRoomAlias(v) ? undefined : "must be a room ID (!…) or a room alias (#…:server)"),
+        check: (v) =>
+            isRoomId(v) || isRoomAlias(v) ? undefined : "must be a room ID (!…) or a room alias (#…:server)",
     }),
     sender: stringField({
         doc:

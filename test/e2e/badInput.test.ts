@@ -32,19 +32,45 @@ describe(`bad input and oversize content (${DATABASE})`, () => {
         content: '{"forged":true}',
     };
 
-    async function post(body: string, headers: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
-        const res = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
+    async function post(
+        body: string,
+        headers: Record<string, string>,
+    ): Promise<{ status: number; json: Record<string, unknown> }> {
+        const res = await fetch(url, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", ...headers },
+            body,
+        });
         return { status: res.status, json: (await res.json()) as Record<string, unknown> };
     }
 
     it.each([
         ["no token", {}, JSON.stringify({ changes: [goodChange] }), 401, "M_MISSING_TOKEN"],
-        ["a wrong token", { Authorization: "Bearer wrong" }, JSON.stringify({ changes: [goodChange] }), 403, "M_UNKNOWN_TOKEN"],
+        [
+            "a wrong token",
+            { Authorization: "Bearer wrong" },
+            JSON.stringify({ changes: [goodChange] }),
+            403,
+            "M_UNKNOWN_TOKEN",
+        ],
         ["malformed JSON", "auth", '{"changes": [', 400, "M_NOT_JSON"],
-        ["an invalid user ID", "auth", JSON.stringify({ changes: [{ ...goodChange, user_id: "mallory" }] }), 400, "M_BAD_JSON"],
-        ["an oversize body", "auth", JSON.stringify({ changes: [{ ...goodChange, content: `{"x":"${"a".repeat(MAX_BODY)}"}` }] }), 413, "M_TOO_LARGE"],
+        [
+            "an invalid user ID",
+            "auth",
+            JSON.stringify({ changes: [{ ...goodChange, user_id: "mallory" }] }),
+            400,
+            "M_BAD_JSON",
+        ],
+        [
+            "an oversize body",
+            "auth",
+            JSON.stringify({ changes: [{ ...goodChange, content: `{"x":"${"a".repeat(MAX_BODY)}"}` }] }),
+            413,
+            "M_TOO_LARGE",
+        ],
     ])("answers %s with the documented error", async (_name, headers, body, status, errcode) => {
-        const auth = headers === "auth" ? { Authorization: `Bearer ${env.registration.getHomeserverToken()}` } : headers;
+        const auth =
+            headers === "auth" ? { Authorization: `Bearer ${env.registration.getHomeserverToken()}` } : headers;
         const res = await post(body, auth as Record<string, string>);
         expect(res.status).toBe(status);
         expect(res.json.errcode).toBe(errcode);
@@ -71,7 +97,11 @@ describe(`bad input and oversize content (${DATABASE})`, () => {
         await alice.setAccountData("org.example.after_huge", "{}");
         const cut = await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.huge"));
         const body = String(cut.content.body);
-        expect(body.startsWith(`${alice.userId} has changed their account data for type org.example.huge to: {"blob": "xxxx`)).toBe(true);
+        expect(
+            body.startsWith(
+                `${alice.userId} has changed their account data for type org.example.huge to: {"blob": "xxxx`,
+            ),
+        ).toBe(true);
         expect(body).toMatch(/content cut to fit in one event: showing \d+ of 100012 characters\]$/);
         expect(Buffer.byteLength(body)).toBeLessThan(65_536);
         await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.after_huge"));

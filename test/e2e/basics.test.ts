@@ -26,7 +26,9 @@ describe(`audit messages (${DATABASE})`, () => {
             "org.example.settings",
             '{"theme":"dark","zoom":1.0,"big":18446744073709551615,"name":"Zoë 😀\u2028","list":[[1,[2]],{}]}',
         );
-        const event = await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.settings"));
+        const event = await env.auditor.waitForRoomEvent((e) =>
+            String(e.content.body).includes("org.example.settings"),
+        );
         expect(event.content).toEqual({
             msgtype: "m.text",
             body:
@@ -38,7 +40,9 @@ describe(`audit messages (${DATABASE})`, () => {
 
     it("adds the room suffix for room account data", async () => {
         await alice.setRoomAccountData(aliceRoom, "org.example.room_pref", '{"muted":true}');
-        const event = await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.room_pref"));
+        const event = await env.auditor.waitForRoomEvent((e) =>
+            String(e.content.body).includes("org.example.room_pref"),
+        );
         expect(event.content.body).toBe(
             `${alice.userId} has changed their account data for type org.example.room_pref to: {"muted": true} (in room ${aliceRoom})`,
         );
@@ -49,7 +53,9 @@ describe(`audit messages (${DATABASE})`, () => {
         // Matrix deletes account data by replacing it with {}.
         await alice.setAccountData("org.example.to_delete", "{}");
         const event = await env.auditor.waitForRoomEvent(
-            (e) => String(e.content.body) === `${alice.userId} has changed their account data for type org.example.to_delete to: {}`,
+            (e) =>
+                String(e.content.body) ===
+                `${alice.userId} has changed their account data for type org.example.to_delete to: {}`,
         );
         expect(event).toBeDefined();
     });

@@ -27,7 +27,9 @@ export async function burst(users: MatrixHttp[], perUser: number, onProgress?: (
     );
 }
 
-const COUNTER_BODY = new RegExp(`^(@[^ ]+) has changed their account data for type ${COUNTER_TYPE} to: \\{"n": (\\d+)\\}$`);
+const COUNTER_BODY = new RegExp(
+    `^(@[^ ]+) has changed their account data for type ${COUNTER_TYPE} to: \\{"n": (\\d+)\\}$`,
+);
 
 /** Checks that the counter messages are exactly users × 0..perUser-1, each user's in order, none twice. */
 export function expectAllInOrderOnce(events: RoomEvent[], users: MatrixHttp[], perUser: number): void {

@@ -48,13 +48,25 @@ describe("parseConfig", () => {
         [{ audit_room: 5 }, "audit_room", "'audit_room' must be a string, got number 5"],
         [{ sender: "audit" }, "sender", "'sender' must be a user ID such as @audit:example.org"],
         [{ homeserver: { server_name: "example.org" } }, "homeserver.url", "'homeserver.url' is required"],
-        [{ homeserver: { url: "localhost", server_name: "example.org" } }, "homeserver.url", "must be an http:// or https:// URL"],
-        [{ homeserver: { url: "http://x", server_name: "bad name" } }, "homeserver.server_name", "must be a server name"],
+        [
+            { homeserver: { url: "localhost", server_name: "example.org" } },
+            "homeserver.url",
+            "must be an http:// or https:// URL",
+        ],
+        [
+            { homeserver: { url: "http://x", server_name: "bad name" } },
+            "homeserver.server_name",
+            "must be a server name",
+        ],
         [{ listen: { port: 0 } }, "listen.port", "'listen.port' must be between 1 and 65535, got 0"],
         [{ listen: { port: "80" } }, "listen.port", "'listen.port' must be an integer"],
         [{ listen: [] }, "listen", "'listen' must be a mapping, got a list"],
         [{ ingest: { token: 7 } }, "ingest.token", "'ingest.token' must be a string or null"],
-        [{ logging: { level: "loud" } }, "logging.level", "'logging.level' must be one of error, warn, info, debug, trace"],
+        [
+            { logging: { level: "loud" } },
+            "logging.level",
+            "'logging.level' must be one of error, warn, info, debug, trace",
+        ],
         [{ logging: { json: "yes" } }, "logging.json", "'logging.json' must be true or false"],
         [{ sending: { retry_initial_ms: 500, retry_max_ms: 100 } }, "sending.retry_max_ms", "must not be smaller"],
     ])("names the key path of a wrong value: %j", (override, path, message) => {

@@ -37,7 +37,12 @@ describe("EventSender against a homeserver over HTTP", () => {
         clock = new VirtualClock();
         retries = [];
         const client = new MatrixClient(hs.url, "as_token");
-        sender = new EventSender(() => client, { initialMs: 100, maxMs: 400, deadlineMs: 10_000 }, (r) => retries.push(r), clock);
+        sender = new EventSender(
+            () => client,
+            { initialMs: 100, maxMs: 400, deadlineMs: 10_000 },
+            (r) => retries.push(r),
+            clock,
+        );
     });
     afterEach(async () => {
         await hs.stop();

@@ -55,12 +55,18 @@ describe("the change endpoint", () => {
     });
 
     async function post(body: string, headers: Record<string, string> = { Authorization: `Bearer ${TOKEN}` }) {
-        const res = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
+        const res = await fetch(url, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", ...headers },
+            body,
+        });
         return { status: res.status, json: (await res.json()) as Record<string, unknown> };
     }
 
     it("handles a batch in order and acknowledges its last seq", async () => {
-        const res = await post(JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }));
+        const res = await post(
+            JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }),
+        );
         expect(res).toEqual({ status: 200, json: { acknowledged_through: 7 } });
         expect(dispatched.map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
             [4, null, '{"n": 1.0}'],
@@ -76,7 +82,12 @@ describe("the change endpoint", () => {
         ["no Authorization header", {}, 401, "M_MISSING_TOKEN"],
         ["a non-bearer header", { Authorization: `Basic ${TOKEN}` }, 401, "M_MISSING_TOKEN"],
         ["a wrong token", { Authorization: "Bearer nope" }, 403, "M_UNKNOWN_TOKEN"],
-        ["a token of the right length but wrong", { Authorization: `Bearer ${"x".repeat(TOKEN.length)}` }, 403, "M_UNKNOWN_TOKEN"],
+        [
+            "a token of the right length but wrong",
+            { Authorization: `Bearer ${"x".repeat(TOKEN.length)}` },
+            403,
+            "M_UNKNOWN_TOKEN",
+        ],
     ])("rejects %s", async (_name, headers, status, errcode) => {
         const res = await post(JSON.stringify({ changes: [wireChange(1)] }), headers as Record<string, string>);
         expect(res.status).toBe(status);
@@ -90,13 +101,19 @@ describe("the change endpoint", () => {
     });
 
     it("answers a non-JSON content type with 400 M_NOT_JSON", async () => {
-        const res = await fetch(url, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "text/plain" }, body: "{}" });
+        const res = await fetch(url, {
+            method: "POST",
+            headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "text/plain" },
+            body: "{}",
+        });
         expect(res.status).toBe(400);
         expect(((await res.json()) as { errcode: string }).errcode).toBe("M_NOT_JSON");
     });
 
     it("answers an oversize body with 413 M_TOO_LARGE", async () => {
-        const res = await post(JSON.stringify({ changes: [wireChange(1, { content: `{"x":"${"a".repeat(MAX_BODY)}"}` })] }));
+        const res = await post(
+            JSON.stringify({ changes: [wireChange(1, { content: `{"x":"${"a".repeat(MAX_BODY)}"}` })] }),
+        );
         expect(res).toMatchObject({ status: 413, json: { errcode: "M_TOO_LARGE" } });
     });
 
@@ -156,14 +173,21 @@ describe("ChangeProcessor", () => {
                 order.push(change.seq);
             },
         });
-        const change = (seq: number) => ({ id: `i${seq}`, seq, ts: 0, userId: "@a:b", roomId: null, type: "t" }) as AccountDataChange;
-        await Promise.all([processor.process([change(1)]), processor.process([change(2)]), processor.process([change(3)])]);
+        const change = (seq: number) =>
+            ({ id: `i${seq}`, seq, ts: 0, userId: "@a:b", roomId: null, type: "t" }) as AccountDataChange;
+        await Promise.all([
+            processor.process([change(1)]),
+            processor.process([change(2)]),
+            processor.process([change(3)]),
+        ]);
         expect(order).toEqual([1, 2, 3]);
     });
 
     it("reports BatchFailedError with null when nothing was processed", async () => {
         const processor = new ChangeProcessor({ dispatch: async () => Promise.reject(new Error("x")) });
-        const err = await processor.process([{ id: "a", seq: 5, ts: 0, userId: "@a:b", roomId: null, type: "t" } as AccountDataChange]).catch((e: unknown) => e);
+        const err = await processor
+            .process([{ id: "a", seq: 5, ts: 0, userId: "@a:b", roomId: null, type: "t" } as AccountDataChange])
+            .catch((e: unknown) => e);
         expect(err).toBeInstanceOf(BatchFailedError);
         expect((err as BatchFailedError).processedThrough).toBeNull();
     });

@@ -78,13 +78,18 @@ describe("ModuleHost", () => {
             },
         });
         host.api.registerAccountDataCallbacks({
-            onAccountDataUpdated: async () => void (await host.api.createAndSendEventIntoRoom(event, { idempotencyKey: "k" })),
+            onAccountDataUpdated: async () =>
+                void (await host.api.createAndSendEventIntoRoom(event, { idempotencyKey: "k" })),
         });
         await host.dispatch(change("abc"));
         await host.dispatch(change("abc"));
         await host.dispatch(change("def"));
         const ids = sender.sent.map((s) => s.txnId);
-        expect(ids.slice(0, 3)).toEqual([transactionId("abc", 0, "0"), transactionId("abc", 0, "1"), transactionId("abc", 1, "k")]);
+        expect(ids.slice(0, 3)).toEqual([
+            transactionId("abc", 0, "0"),
+            transactionId("abc", 0, "1"),
+            transactionId("abc", 1, "k"),
+        ]);
         expect(ids.slice(3, 6)).toEqual(ids.slice(0, 3));
         expect(new Set(ids.slice(6)).size).toBe(3);
         expect(ids.slice(6).some((id) => ids.slice(0, 3).includes(id))).toBe(false);
@@ -93,7 +98,12 @@ describe("ModuleHost", () => {
     it("refuses sends outside a callback", async () => {
         const { host } = setup();
         await expect(
-            host.api.createAndSendEventIntoRoom({ room_id: "!a:b", sender: "@s:b", type: "m.room.message", content: {} }),
+            host.api.createAndSendEventIntoRoom({
+                room_id: "!a:b",
+                sender: "@s:b",
+                type: "m.room.message",
+                content: {},
+            }),
         ).rejects.toThrow(/only be called from an account-data callback/);
     });
 });
@@ -107,8 +117,24 @@ describe("AuditModule", () => {
         await host.dispatch(change("c1", '{"a":1.0}'));
         await host.dispatch(change("c2", "{}", "!room:example.org"));
         expect(sender.sent.map((s) => [s.roomId, s.sender, s.type, s.content])).toEqual([
-            ["!audit:example.org", "@audit:example.org", "m.room.message", { msgtype: "m.text", body: '@alice:example.org has changed their account data for type m.test to: {"a": 1.0}' }],
-            ["!audit:example.org", "@audit:example.org", "m.room.message", { msgtype: "m.text", body: "@alice:example.org has changed their account data for type m.test to: {} (in room !room:example.org)" }],
+            [
+                "!audit:example.org",
+                "@audit:example.org",
+                "m.room.message",
+                {
+                    msgtype: "m.text",
+                    body: '@alice:example.org has changed their account data for type m.test to: {"a": 1.0}',
+                },
+            ],
+            [
+                "!audit:example.org",
+                "@audit:example.org",
+                "m.room.message",
+                {
+                    msgtype: "m.text",
+                    body: "@alice:example.org has changed their account data for type m.test to: {} (in room !room:example.org)",
+                },
+            ],
         ]);
     });
 
@@ -119,7 +145,9 @@ describe("AuditModule", () => {
         await host.dispatch(change("big", content));
         const [sent] = sender.sent;
         const body = String(sent?.content.body);
-        expect(body.startsWith('@alice:example.org has changed their account data for type m.test to: {"blob": "\\u00e9')).toBe(true);
+        expect(
+            body.startsWith('@alice:example.org has changed their account data for type m.test to: {"blob": "\\u00e9'),
+        ).toBe(true);
         expect(body).toMatch(/… \[content cut to fit in one event: showing \d+ of 180012 characters\]$/);
         expect(body).not.toMatch(/\\u[0-9a-f]{0,3}…/); // never half an escape before the cut mark
         expect(Buffer.byteLength(JSON.stringify(sent?.content))).toBeLessThanOrEqual(60_000);
@@ -139,6 +167,8 @@ describe("AuditModule", () => {
 
     it("formats exactly like the seed's f-string", () => {
         expect(auditMessageBody("@u:x", null, "t", "{}")).toBe("@u:x has changed their account data for type t to: {}");
-        expect(auditMessageBody("@u:x", "!r:x", "t", "{}")).toBe("@u:x has changed their account data for type t to: {} (in room !r:x)");
+        expect(auditMessageBody("@u:x", "!r:x", "t", "{}")).toBe(
+            "@u:x has changed their account data for type t to: {} (in room !r:x)",
+        );
     });
 });

@@ -64,7 +64,8 @@ describe("pythonFloatRepr", () => {
             const x = view.getFloat64(0);
             if (Number.isFinite(x)) values.push(x);
         }
-        for (let i = 0; i < 1000; i++) values.push(Math.round(Math.random() * 1e6) / 1e3, Math.random() * 10 ** (i % 40 - 20));
+        for (let i = 0; i < 1000; i++)
+            values.push(Math.round(Math.random() * 1e6) / 1e3, Math.random() * 10 ** ((i % 40) - 20));
         const script = "import json,sys\nfor v in json.load(sys.stdin): print(repr(float(v)))";
         const input = "[" + values.map((v) => v.toExponential()).join(",") + "]";
         const expected = execFileSync("python3", ["-c", script], { input, encoding: "utf8" }).trimEnd().split("\n");

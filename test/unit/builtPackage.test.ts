@@ -1,0 +1,45 @@
+/**
+ * Imports the built package as an admin's install would load it: this fails if `npm ci` left the bot SDK's
+ * crypto dependency broken (its real package needs a native download from GitHub).
+ */
+import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { describe, expect, it } from "vitest";
+
+describe("the built package", () => {
+    it("imports without the native crypto library and exports the public API", async () => {
+        const pkg = (await import("../../lib/index.js")) as Record<string, unknown>;
+        for (const name of [
+            "start",
+            "ConfigError",
+            "AuditModule",
+            "parseConfig",
+            "pythonJsonDumps",
+            "EventTooLargeError",
+        ]) {
+            expect(pkg[name], name).toBeDefined();
+        }
+    });
+
+    it("uses the in-repo crypto stand-in, which fails loudly only if encryption is used", () => {
+        const require = createRequire(import.meta.url);
+        const crypto = require("@matrix-org/matrix-sdk-crypto-nodejs") as { OlmMachine: { initialize(): unknown } };
+        expect(() => crypto.OlmMachine.initialize()).toThrow(/End-to-end encryption is not supported/);
+    });
+
+    it("its CLI validates a config file and exits non-zero on errors", () => {
+        const run = (file: string) =>
+            spawnSync(process.execPath, ["lib/main.js", "validate-config", file], { encoding: "utf8" });
+        const sample = run("config.sample.yaml");
+        expect(sample.status).toBe(0);
+        expect(sample.stdout).toBe("config.sample.yaml is valid.\n");
+
+        const missing = run("test/unit/fixtures/missing-sender.yaml");
+        expect(missing.status).toBe(1);
+        expect(missing.stderr).toContain("Config error: 'sender' is required");
+
+        const unknown = run("test/unit/fixtures/unknown-key.yaml");
+        expect(unknown.status).toBe(0);
+        expect(unknown.stderr).toContain("Warning: unknown config key 'homeserver.prot' is ignored");
+    });
+});
