@@ -4,7 +4,6 @@
  * delivered once it is back.
  */
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/devenv/net.js";
 import type { MatrixHttp } from "../../src/devenv/MatrixHttp.js";
