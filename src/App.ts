@@ -88,7 +88,7 @@ export async function start(
     );
     const modules = new ModuleHost(config.homeserver.server_name, sender);
     new AuditModule({ audit_room: auditRoomId, sender: config.sender }, modules.api);
-    const processor = new ChangeProcessor(modules, metrics);
+    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight);
 
     const appService = new AppService({
         homeserverToken: hsToken,

@@ -55,6 +55,14 @@ export const configSchema = section("matrix-account-data-audit appservice config
         }),
     }),
     sending: section("How audit events are sent to the homeserver.", {
+        max_in_flight: integerField({
+            doc:
+                "Audit events being sent at once, for changes of different users. One user's changes are always\n" +
+                "posted one after another, in order; 1 also keeps different users' changes in global order.",
+            default: 8,
+            min: 1,
+            max: 256,
+        }),
         retry_initial_ms: integerField({
             doc: "First wait before retrying a send after a 5xx or network error; doubles each time.",
             default: 250,

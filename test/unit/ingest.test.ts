@@ -191,4 +191,77 @@ describe("ChangeProcessor", () => {
         expect(err).toBeInstanceOf(BatchFailedError);
         expect((err as BatchFailedError).processedThrough).toBeNull();
     });
+
+    const userChange = (seq: number, user: string) =>
+        ({ id: `i${seq}`, seq, ts: 0, userId: user, roomId: null, type: "t" }) as AccountDataChange;
+
+    it("overlaps different users but keeps each user's changes in order", async () => {
+        const events: string[] = [];
+        let inFlight = 0;
+        let maxSeen = 0;
+        const processor = new ChangeProcessor(
+            {
+                dispatch: async (change) => {
+                    inFlight++;
+                    maxSeen = Math.max(maxSeen, inFlight);
+                    events.push(`start ${change.seq}`);
+                    // Alice's first change is slow: Bob's must not wait for it, Alice's second must.
+                    await new Promise((resolve) => setTimeout(resolve, change.seq === 1 ? 30 : 1));
+                    events.push(`end ${change.seq}`);
+                    inFlight--;
+                },
+            },
+            undefined,
+            4,
+        );
+        const result = await processor.process([
+            userChange(1, "@alice:x"),
+            userChange(2, "@bob:x"),
+            userChange(3, "@alice:x"),
+            userChange(4, "@bob:x"),
+        ]);
+        expect(result.acknowledgedThrough).toBe(4);
+        expect(events.indexOf("end 4")).toBeLessThan(events.indexOf("end 1"));
+        expect(events.indexOf("start 3")).toBeGreaterThan(events.indexOf("end 1"));
+        expect(maxSeen).toBeGreaterThan(1);
+        expect(maxSeen).toBeLessThanOrEqual(4);
+    });
+
+    it("never exceeds max in flight", async () => {
+        let inFlight = 0;
+        let maxSeen = 0;
+        const processor = new ChangeProcessor(
+            {
+                dispatch: async () => {
+                    maxSeen = Math.max(maxSeen, ++inFlight);
+                    await new Promise((resolve) => setTimeout(resolve, 2));
+                    inFlight--;
+                },
+            },
+            undefined,
+            3,
+        );
+        await processor.process(Array.from({ length: 20 }, (_, i) => userChange(i + 1, `@u${i}:x`)));
+        expect(maxSeen).toBe(3);
+    });
+
+    it("after a failure, stops that user's later changes and reports the handled prefix", async () => {
+        const handled: number[] = [];
+        const processor = new ChangeProcessor(
+            {
+                dispatch: async (change) => {
+                    if (change.seq === 2) throw new Error("no");
+                    handled.push(change.seq);
+                },
+            },
+            undefined,
+            4,
+        );
+        const err = await processor
+            .process([userChange(1, "@a:x"), userChange(2, "@b:x"), userChange(3, "@a:x"), userChange(4, "@b:x")])
+            .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(BatchFailedError);
+        expect((err as BatchFailedError).processedThrough).toBe(1);
+        expect(handled.sort()).toEqual([1, 3]); // Bob's seq 4 waited for his failed seq 2
+    });
 });
