@@ -62,6 +62,10 @@ export class AppserviceProcess {
         });
     }
 
+    public get pid(): number | undefined {
+        return this.process?.pid;
+    }
+
     public get running(): boolean {
         return this.process !== null;
     }

@@ -12,9 +12,11 @@ import { AppserviceProcess } from "./AppserviceProcess.js";
 import { AuditorClient } from "./AuditorClient.js";
 import { type MatrixHttp, registerUser } from "./MatrixHttp.js";
 import { freePort } from "./net.js";
-import { SynapseHomeserver } from "./Synapse.js";
+import { PROJECT_ROOT, SynapseHomeserver } from "./Synapse.js";
 
 export const HOST_MODULE = "synapse_account_data_audit.AccountDataAuditModule";
+/** The baseline: Synapse's example module (inline send), re-created under synapse-module/tests/baseline. */
+export const SEED_MODULE = "baseline.seed_reference_module.InlineAuditModule";
 export const SENDER_LOCALPART = "account-data-audit";
 
 export interface TestEnvOptions {
@@ -23,6 +25,11 @@ export interface TestEnvOptions {
     hostModuleConfig?: Record<string, unknown>;
     /** Overrides for the appservice's config (merged at the top level). */
     appserviceConfig?: Record<string, unknown>;
+    /**
+     * Which account-data module Synapse loads: ours (default), the seed's inline-send baseline (it posts as
+     * the auditor), or none. Only "ours" starts the appservice.
+     */
+    hostModule?: "ours" | "seed" | "none";
     /** Start the appservice (default true). */
     startAppservice?: boolean;
     /** Keep the temporary directory (for the demo's printout or debugging). */
@@ -60,23 +67,24 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
     const registrationPath = join(dir, "registration.yaml");
     registration.outputAsYaml(registrationPath);
 
+    const hostModule = opts.hostModule ?? "ours";
+    const ourModule = {
+        module: HOST_MODULE,
+        config: {
+            appservice_url: `http://127.0.0.1:${asPort}`,
+            registration_file: registrationPath,
+            backoff_initial_seconds: 0.05,
+            backoff_max_seconds: 1,
+            ...opts.hostModuleConfig,
+        },
+    };
     const synapse = new SynapseHomeserver({
         dir: join(dir, "synapse"),
         serverName,
         database: opts.database,
         appServiceConfigFiles: [registrationPath],
-        modules: [
-            {
-                module: HOST_MODULE,
-                config: {
-                    appservice_url: `http://127.0.0.1:${asPort}`,
-                    registration_file: registrationPath,
-                    backoff_initial_seconds: 0.05,
-                    backoff_max_seconds: 1,
-                    ...opts.hostModuleConfig,
-                },
-            },
-        ],
+        modules: hostModule === "ours" ? [ourModule] : [],
+        pythonPath: [join(PROJECT_ROOT, "synapse-module", "tests")],
     });
     const env: Partial<TestEnv> = { dir, synapse };
     try {
@@ -86,6 +94,14 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
         const auditorHttp = await registerUser(synapse.baseUrl, synapse.sharedSecret, "auditor", true);
         const auditRoomId = await auditorHttp.createRoom({ name: "Account data audit", preset: "private_chat" });
         await auditorHttp.invite(auditRoomId, senderUserId);
+        if (hostModule === "seed") {
+            // The baseline needs the room at startup: configure it now and restart.
+            await synapse.stop();
+            await synapse.writeConfig([
+                { module: SEED_MODULE, config: { audit_room: auditRoomId, sender: auditorHttp.userId } },
+            ]);
+            await synapse.start();
+        }
 
         const appserviceConfig: Record<string, unknown> = {
             audit_room: auditRoomId,
@@ -113,7 +129,7 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
             auditor: new AuditorClient(auditorHttp, auditRoomId, senderUserId),
             newUser: (localpart: string) => registerUser(synapse.baseUrl, synapse.sharedSecret, localpart),
         });
-        if (opts.startAppservice !== false) {
+        if (hostModule === "ours" && opts.startAppservice !== false) {
             await appservice.start();
         }
     } catch (err) {

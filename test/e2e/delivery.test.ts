@@ -1,5 +1,5 @@
 /** Scenarios 3-5: nothing lost, nothing twice, order kept, across appservice and Synapse outages. */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
 import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth } from "./helpers.js";
 
@@ -9,6 +9,15 @@ describe(`delivery through outages (${DATABASE})`, () => {
     beforeEach(async () => {
         env = await createTestEnv({ database: DATABASE });
         await env.auditor.catchUp();
+        onTestFailed(async () => {
+            // What an admin would look at: the queue, the appservice's output, the host module's log lines.
+            const depth = await outboxDepth(env).catch((err: unknown) => String(err));
+            process.stderr.write(
+                `\n--- diagnostics: outbox depth ${depth}, ${env.auditor.received.length} audit messages received\n` +
+                    `--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n` +
+                    `--- homeserver.log (tail):\n${env.synapse.logTail(60)}\n`,
+            );
+        });
     });
     afterEach(async () => {
         await env?.tearDown();
@@ -29,21 +38,25 @@ describe(`delivery through outages (${DATABASE})`, () => {
         expect(env.auditor.received).toHaveLength(200);
     });
 
-    it("loses nothing and posts nothing twice when the appservice is SIGKILLed mid-burst", async () => {
-        const users = await newUsers(env, "k", 10);
-        const changes = burst(users, 100);
-        // Kill it once it is demonstrably in the middle of the stream.
-        await env.auditor.waitForMessages(100, 120_000);
-        await env.appservice.stop("SIGKILL");
-        await changes;
-        await env.appservice.start();
+    it(
+        "loses nothing and posts nothing twice when the appservice is SIGKILLed mid-burst",
+        { timeout: 400_000 },
+        async () => {
+            const users = await newUsers(env, "k", 10);
+            const changes = burst(users, 100);
+            // Kill it once it is demonstrably in the middle of the stream.
+            await env.auditor.waitForMessages(100, 120_000);
+            await env.appservice.stop("SIGKILL");
+            await changes;
+            await env.appservice.start();
 
-        await env.auditor.waitForMessages(1000, 300_000);
-        await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
-        await env.auditor.syncOnce(0);
-        expect(env.auditor.received).toHaveLength(1000);
-        expectAllInOrderOnce(env.auditor.received, users, 100);
-    });
+            await env.auditor.waitForMessages(1000, 300_000);
+            await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
+            await env.auditor.syncOnce(0);
+            expect(env.auditor.received).toHaveLength(1000);
+            expectAllInOrderOnce(env.auditor.received, users, 100);
+        },
+    );
 
     it("keeps queued changes across a Synapse restart", async () => {
         await env.appservice.stop();

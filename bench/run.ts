@@ -1,0 +1,253 @@
+/**
+ * `npm run bench`: our pipeline against the seed's inline module and the homeserver's own limit, in one run
+ * on one machine (ratios measured together are what count). Prints a table and writes
+ * bench/results/latest.json. `--quick` runs tiny sizes (a smoke test that the benchmark still works).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { createTestEnv, type TestEnv } from "../lib/devenv/TestEnv.js";
+import type { MatrixHttp, RoomEvent } from "../lib/devenv/MatrixHttp.js";
+import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
+import { log, percentiles, type Percentiles, timed } from "./stats.ts";
+
+const QUICK = process.argv.includes("--quick");
+const DATABASE = process.argv.includes("--sqlite") ? "sqlite" : "postgres";
+const SIZES = QUICK
+    ? { puts: 50, sendEvents: 50, burstUsers: 5, burstPerUser: 10, freshSeconds: 2, memSmall: 10, memLarge: 200 }
+    : {
+          puts: 2000,
+          sendEvents: 1000,
+          burstUsers: 50,
+          burstPerUser: 200,
+          freshSeconds: 30,
+          memSmall: 100,
+          memLarge: 100_000,
+      };
+
+type Setup = "none" | "seed" | "ours";
+
+interface PutCost {
+    sequential: Percentiles;
+    concurrent20: Percentiles;
+}
+
+async function measurePutCost(setup: Setup): Promise<PutCost> {
+    log(
+        `PUT cost: Synapse with ${setup === "none" ? "no module" : setup === "seed" ? "the seed's inline module" : "our host module"}`,
+    );
+    const env = await createTestEnv({ database: DATABASE, hostModule: setup });
+    try {
+        const users = await Promise.all(Array.from({ length: 20 }, (_, i) => env.newUser(`p${i}`)));
+        const put = (user: MatrixHttp, i: number) => user.setAccountData("org.bench.setting", `{"n":${i},"v":1.5}`);
+        await timed(100, 1, (i) => put(users[0] as MatrixHttp, i)); // warm up
+        const sequential = await timed(SIZES.puts, 1, (i) => put(users[0] as MatrixHttp, i));
+        const concurrent = await timed(SIZES.puts, 20, (i) => put(users[i % 20] as MatrixHttp, i));
+        return { sequential: percentiles(sequential), concurrent20: percentiles(concurrent) };
+    } finally {
+        await env.tearDown();
+    }
+}
+
+/** PUT /send from the appservice sender into one room, at several concurrencies; the best rate wins. */
+async function measureSendLimit(env: TestEnv): Promise<{ best: number; byConcurrency: Record<string, number> }> {
+    const asToken = env.registration.getAppServiceToken() as string;
+    const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(env.auditRoomId)}/send/m.room.message`;
+    const byConcurrency: Record<string, number> = {};
+    let counter = 0;
+    for (const concurrency of [1, 4, 8, 16, 32]) {
+        const started = performance.now();
+        await timed(SIZES.sendEvents, concurrency, async () => {
+            const txn = `limit.${Date.now()}.${counter++}`;
+            const res = await fetch(`${base}/${txn}?user_id=${encodeURIComponent(env.senderUserId)}`, {
+                method: "PUT",
+                headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
+                body: JSON.stringify({ msgtype: "m.text", body: `limit probe ${counter}` }),
+            });
+            if (!res.ok) throw new Error(`send failed: ${res.status} ${await res.text()}`);
+            await res.body?.cancel();
+        });
+        byConcurrency[concurrency] = Math.round(SIZES.sendEvents / ((performance.now() - started) / 1000));
+        log(`  raw send at concurrency ${concurrency}: ${byConcurrency[concurrency]} events/s`);
+    }
+    return { best: Math.max(...Object.values(byConcurrency)), byConcurrency };
+}
+
+async function measureThroughput(env: TestEnv): Promise<{ changes: number; seconds: number; perSecond: number }> {
+    const users = await Promise.all(Array.from({ length: SIZES.burstUsers }, (_, i) => env.newUser(`b${i}`)));
+    await env.auditor.catchUp();
+    const total = SIZES.burstUsers * SIZES.burstPerUser;
+    log(`Throughput: ${total} changes by ${SIZES.burstUsers} users`);
+    const started = performance.now();
+    const puts = Promise.all(
+        users.map(async (user) => {
+            for (let n = 0; n < SIZES.burstPerUser; n++) await user.setAccountData("org.bench.burst", `{"n":${n}}`);
+        }),
+    );
+    await env.auditor.waitForMessages(total, 1_800_000);
+    const seconds = (performance.now() - started) / 1000;
+    await puts;
+    return { changes: total, seconds: Math.round(seconds * 100) / 100, perSecond: Math.round(total / seconds) };
+}
+
+/** At a steady rate, time from each PUT's 200 to the message showing up in the auditor's /sync. */
+async function measureFreshness(env: TestEnv): Promise<{ audited: Percentiles; rawSend: Percentiles }> {
+    const user = await env.newUser("fresh");
+    await env.auditor.http.invite(env.auditRoomId, user.userId); // the raw-send comparison posts as this user
+    await user.join(env.auditRoomId);
+    const count = SIZES.freshSeconds * 10;
+
+    async function run(kind: "audited" | "raw"): Promise<Percentiles> {
+        await env.auditor.catchUp();
+        const acked = new Map<string, number>();
+        const arrived = new Map<string, number>();
+        let stop = false;
+        // The auditor's client: long-polls /sync and notes when each message arrives.
+        const auditor = env.auditor.http;
+        const reader = (async () => {
+            let token: string | undefined = (await auditor.sync(undefined, 0, "{}")).next_batch;
+            while (!stop || arrived.size < count) {
+                const res = await auditor.sync(
+                    token,
+                    1000,
+                    JSON.stringify({ room: { rooms: [env.auditRoomId], timeline: { limit: 100 } } }),
+                );
+                token = res.next_batch;
+                const now = performance.now();
+                for (const event of (res.rooms?.join?.[env.auditRoomId]?.timeline?.events ?? []) as RoomEvent[]) {
+                    const match = /fresh-(\d+)/.exec(String(event.content.body));
+                    if (match && !arrived.has(match[1] as string)) arrived.set(match[1] as string, now);
+                }
+            }
+        })();
+        for (let i = 0; i < count; i++) {
+            const tick = performance.now();
+            if (kind === "audited") await user.setAccountData("org.bench.fresh", `{"marker":"fresh-${i}"}`);
+            else await user.sendText(env.auditRoomId, `fresh-${i}`);
+            acked.set(String(i), performance.now());
+            const wait = 100 - (performance.now() - tick);
+            if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait)); // the steady 10/s pace
+        }
+        stop = true;
+        await reader;
+        return percentiles([...acked].map(([i, t]) => (arrived.get(i) as number) - t));
+    }
+
+    log("Freshness: audited changes at 10/s");
+    const audited = await run("audited");
+    log("Freshness: raw sends at 10/s");
+    const rawSend = await run("raw");
+    return { audited, rawSend };
+}
+
+function peakRssKb(pid: number): number {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+}
+
+/** The appservice's peak RSS while draining a backlog of `queued` changes from the outbox. */
+async function measureDrainMemory(queued: number): Promise<{ queued: number; peakRssMb: number; seconds: number }> {
+    log(`Memory: draining ${queued} queued changes`);
+    const env = await createTestEnv({ database: DATABASE, startAppservice: false });
+    try {
+        const user = await env.newUser("mem");
+        await user.setAccountData("org.bench.mem", '{"n":-1}'); // creates the outbox table
+        // Fill the outbox directly: the rows are what the callback writes, without 100,000 PUTs of setup.
+        await env.synapse.query(
+            DATABASE === "postgres"
+                ? `INSERT INTO account_data_audit_outbox (change_id, user_id, room_id, account_data_type, content, created_ts)
+                   SELECT md5(g::text), '${user.userId}', NULL, 'org.bench.mem', '{"n":' || g || ',"pad":"' || repeat('x', 64) || '"}', 0
+                   FROM generate_series(1, ${queued - 1}) g`
+                : `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ${queued - 1})
+                   INSERT INTO account_data_audit_outbox (change_id, user_id, room_id, account_data_type, content, created_ts)
+                   SELECT lower(hex(randomblob(16))), '${user.userId}', NULL, 'org.bench.mem', '{"n":' || n || ',"pad":"' || printf('%.64c', 'x') || '"}', 0 FROM g`,
+        );
+        const started = performance.now();
+        await env.appservice.start();
+        const pid = env.appservice.pid as number;
+        let peak = 0;
+        for (;;) {
+            peak = Math.max(peak, peakRssKb(pid));
+            const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
+            if (Number(rows[0]?.[0]) === 0) break;
+            await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+        peak = Math.max(peak, peakRssKb(pid));
+        return {
+            queued,
+            peakRssMb: Math.round(peak / 102.4) / 10,
+            seconds: Math.round((performance.now() - started) / 100) / 10,
+        };
+    } finally {
+        await env.tearDown();
+    }
+}
+
+async function main(): Promise<void> {
+    const started = new Date();
+    const cost: Record<Setup, PutCost> = {
+        none: await measurePutCost("none"),
+        seed: await measurePutCost("seed"),
+        ours: await measurePutCost("ours"),
+    };
+    const env = await createTestEnv({ database: DATABASE });
+    let limit, throughput, freshness;
+    try {
+        log("The limit: raw sends by the appservice sender into one room");
+        limit = await measureSendLimit(env);
+        throughput = await measureThroughput(env);
+        freshness = await measureFreshness(env);
+    } finally {
+        await env.tearDown();
+    }
+    const memory = { small: await measureDrainMemory(SIZES.memSmall), large: await measureDrainMemory(SIZES.memLarge) };
+
+    const added = (setup: Setup, mode: keyof PutCost, q: "p50" | "p99") =>
+        Math.round((cost[setup][mode][q] - cost.none[mode][q]) * 100) / 100;
+    const synapseVersion = readFileSync(join(PROJECT_ROOT, "scripts", "setup-synapse-venv.sh"), "utf8").match(
+        /SYNAPSE_VERSION="([^"]+)"/,
+    )?.[1];
+    const result = {
+        date: started.toISOString(),
+        quick: QUICK,
+        machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30) },
+        synapse: synapseVersion,
+        database: DATABASE,
+        putLatencyMs: cost,
+        addedLatencyMs: {
+            seed: {
+                sequentialP50: added("seed", "sequential", "p50"),
+                sequentialP99: added("seed", "sequential", "p99"),
+                concurrentP50: added("seed", "concurrent20", "p50"),
+                concurrentP99: added("seed", "concurrent20", "p99"),
+            },
+            ours: {
+                sequentialP50: added("ours", "sequential", "p50"),
+                sequentialP99: added("ours", "sequential", "p99"),
+                concurrentP50: added("ours", "concurrent20", "p50"),
+                concurrentP99: added("ours", "concurrent20", "p99"),
+            },
+        },
+        sendLimitEventsPerSecond: limit,
+        throughput: { ...throughput, ratioToLimit: Math.round((throughput.perSecond / limit.best) * 100) / 100 },
+        freshnessMs: {
+            ...freshness,
+            p50AboveRawSend: Math.round((freshness.audited.p50 - freshness.rawSend.p50) * 100) / 100,
+        },
+        memory: {
+            ...memory,
+            largeOverSmall: Math.round((memory.large.peakRssMb / memory.small.peakRssMb) * 100) / 100,
+        },
+    };
+    const file = join(PROJECT_ROOT, "bench", "results", QUICK ? "quick.tmp.json" : "latest.json");
+    writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n\nWritten to ${file}\n`);
+}
+
+main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+        process.stderr.write(`Benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exit(1);
+    },
+);
