@@ -1,12 +1,12 @@
 /** Scenarios 3-5: nothing lost, nothing twice, order kept, across appservice and Synapse outages. */
-import { afterEach, beforeEach, describe, expect, it, onTestFailed } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
 import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth } from "./helpers.js";
 
 describe(`delivery through outages (${DATABASE})`, () => {
     let env: TestEnv;
 
-    beforeEach(async () => {
+    beforeEach(async ({ onTestFailed }) => {
         env = await createTestEnv({ database: DATABASE });
         await env.auditor.catchUp();
         onTestFailed(async () => {
