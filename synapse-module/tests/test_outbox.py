@@ -49,12 +49,12 @@ def test_batches_are_capped_by_count_and_bytes_but_never_empty() -> None:
     assert len(fetch(db, 10, max_bytes=1)) == 1
 
 
-def test_delete_through_and_seq_never_reused() -> None:
+def test_delete_range_and_seq_never_reused() -> None:
     db = setup_db()
     for n in range(3):
         record(db, n)
     last = fetch(db, 10)[-1].seq
-    db.run("", outbox.delete_through_txn, last)
+    db.run("", outbox.delete_range_txn, fetch(db, 10)[0].seq, last)
     assert fetch(db, 10) == []
     record(db, 9)
     assert fetch(db, 10)[0].seq > last
@@ -75,3 +75,12 @@ def test_encode_content_keeps_python_values_and_accepts_frozen_mappings() -> Non
     assert outbox.encode_content(content) == (
         '{"f":1.0,"big":1180591620717411303424,"\\u00e9":"\\ud83d\\ude00","nested":{"t":[1,2]}}'
     )
+
+
+def test_delete_range_leaves_rows_outside_it() -> None:
+    db = setup_db()
+    for n in range(5):
+        record(db, n)
+    seqs = [r.seq for r in fetch(db, 10)]
+    db.run("", outbox.delete_range_txn, seqs[1], seqs[2])
+    assert [r.seq for r in fetch(db, 10)] == [seqs[0], seqs[3], seqs[4]]

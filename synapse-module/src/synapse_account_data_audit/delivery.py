@@ -107,7 +107,7 @@ class Deliverer:
                 await self._api.http_client.post_json_get_json(
                     self._config.changes_url, body, headers=self._headers
                 )
-                await self._delete_through(rows[-1].seq, len(rows))
+                await self._delete(rows)
                 return
             except HttpResponseException as e:
                 done = _processed_through(e)
@@ -120,8 +120,7 @@ class Deliverer:
                     e.msg,
                 )
                 if done is not None and done >= rows[0].seq:
-                    delivered = [row for row in rows if row.seq <= done]
-                    await self._delete_through(done, len(delivered))
+                    await self._delete([row for row in rows if row.seq <= done])
                     rows = [row for row in rows if row.seq > done]
                 if e.code == 413 and len(rows) > 1:
                     # Too large together: send fewer at once (the rest follow in the next batches).
@@ -147,9 +146,10 @@ class Deliverer:
             await self.refresh_stats()
             await self._api.sleep(delay)
 
-    async def _delete_through(self, seq: int, count: int) -> None:
-        await self._outbox.delete_through(seq)
-        DELIVERED.inc(count)
+    async def _delete(self, delivered: list[outbox.OutboxRow]) -> None:
+        if delivered:
+            await self._outbox.delete_range(delivered[0].seq, delivered[-1].seq)
+            DELIVERED.inc(len(delivered))
 
     async def refresh_stats(self, force: bool = False) -> None:
         """Updates the outbox gauges, at most once a second unless forced."""

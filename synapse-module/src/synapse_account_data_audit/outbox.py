@@ -85,6 +85,12 @@ def insert_txn(
     content: str,
     created_ts: int,
 ) -> None:
+    if isinstance(txn.database_engine, PostgresEngine):
+        # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see
+        # seq N+1 before N is committed. This lock (held until commit, and taken only by inserters) makes
+        # commit order equal sequence order, so what is visible is always a gap-free prefix. SQLite has a
+        # single writer already.
+        txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
     txn.execute(
         f"INSERT INTO {TABLE} (change_id, user_id, room_id, account_data_type, content, created_ts)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -110,8 +116,9 @@ def fetch_batch_txn(txn: LoggingTransaction, limit: int, max_bytes: int) -> list
     return rows
 
 
-def delete_through_txn(txn: LoggingTransaction, seq: int) -> None:
-    txn.execute(f"DELETE FROM {TABLE} WHERE seq <= ?", (seq,))
+def delete_range_txn(txn: LoggingTransaction, first_seq: int, last_seq: int) -> None:
+    """Deletes the delivered rows: exactly the range that was sent, never anything outside it."""
+    txn.execute(f"DELETE FROM {TABLE} WHERE seq >= ? AND seq <= ?", (first_seq, last_seq))
 
 
 def stats_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
@@ -159,8 +166,8 @@ class Outbox:
             "account_data_audit_fetch", fetch_batch_txn, limit, max_bytes
         )
 
-    async def delete_through(self, seq: int) -> None:
-        await self._api.run_db_interaction("account_data_audit_delete", delete_through_txn, seq)
+    async def delete_range(self, first_seq: int, last_seq: int) -> None:
+        await self._api.run_db_interaction("account_data_audit_delete", delete_range_txn, first_seq, last_seq)
 
     async def stats(self) -> tuple[int, int | None]:
         return await self._api.run_db_interaction("account_data_audit_stats", stats_txn)
