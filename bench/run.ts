@@ -158,9 +158,16 @@ function peakRssKb(pid: number): number {
     return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
 }
 
-/** The appservice's peak RSS while draining a backlog of `queued` changes from the outbox. */
-async function measureDrainMemory(queued: number): Promise<{ queued: number; peakRssMb: number; seconds: number }> {
-    log(`Memory: draining ${queued} queued changes`);
+/**
+ * The appservice's peak RSS while draining a backlog of `queued` changes from the outbox, for at most
+ * `maxSeconds` (a 100,000-change backlog takes far longer than that to post at this homeserver's rate; what
+ * the figure checks is that the backlog stays in the outbox instead of being loaded into memory).
+ */
+async function measureDrainMemory(
+    queued: number,
+    maxSeconds: number,
+): Promise<{ queued: number; drained: number; peakRssMb: number; seconds: number }> {
+    log(`Memory: draining ${queued} queued changes (at most ${maxSeconds} s)`);
     const env = await createTestEnv({ database: DATABASE, startAppservice: false });
     try {
         const user = await env.newUser("mem");
@@ -179,15 +186,16 @@ async function measureDrainMemory(queued: number): Promise<{ queued: number; pea
         await env.appservice.start();
         const pid = env.appservice.pid as number;
         let peak = 0;
-        for (;;) {
+        let left = queued;
+        while (left > 0 && performance.now() - started < maxSeconds * 1000) {
             peak = Math.max(peak, peakRssKb(pid));
-            const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
-            if (Number(rows[0]?.[0]) === 0) break;
             await new Promise((resolve) => setTimeout(resolve, 500));
+            left = Number((await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox"))[0]?.[0]);
         }
         peak = Math.max(peak, peakRssKb(pid));
         return {
             queued,
+            drained: queued - left,
             peakRssMb: Math.round(peak / 102.4) / 10,
             seconds: Math.round((performance.now() - started) / 100) / 10,
         };
@@ -214,7 +222,10 @@ async function main(): Promise<void> {
     } finally {
         await env.tearDown();
     }
-    const memory = { small: await measureDrainMemory(SIZES.memSmall), large: await measureDrainMemory(SIZES.memLarge) };
+    const memory = {
+        small: await measureDrainMemory(SIZES.memSmall, 600),
+        large: await measureDrainMemory(SIZES.memLarge, QUICK ? 600 : 180),
+    };
 
     const added = (setup: Setup, mode: keyof PutCost, q: "p50" | "p99") =>
         Math.round((cost[setup][mode][q] - cost.none[mode][q]) * 100) / 100;

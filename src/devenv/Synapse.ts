@@ -19,6 +19,22 @@ export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 export const VENV = resolve(PROJECT_ROOT, process.env.AUDIT_VENV ?? ".venv");
 const PYTHON = join(VENV, "bin", "python");
 
+/** Runs one statement on the local PostgreSQL server's maintenance database. */
+async function adminQuery(statement: string): Promise<void> {
+    const sql = postgres({
+        host: "127.0.0.1",
+        port: 5432,
+        user: "postgres",
+        database: "postgres",
+        onnotice: () => undefined,
+    });
+    try {
+        await sql.unsafe(statement);
+    } finally {
+        await sql.end();
+    }
+}
+
 export interface SynapseOptions {
     dir: string;
     serverName?: string;
@@ -127,20 +143,9 @@ export class SynapseHomeserver {
         }
         if (!this.databaseName) {
             this.databaseName = `audit_test_${randomBytes(6).toString("hex")}`;
-            const sql = postgres({
-                host: "127.0.0.1",
-                port: 5432,
-                user: "postgres",
-                database: "postgres",
-                onnotice: () => undefined,
-            });
-            try {
-                await sql.unsafe(
-                    `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
-                );
-            } finally {
-                await sql.end();
-            }
+            await adminQuery(
+                `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+            );
         }
         return {
             name: "psycopg2",
@@ -223,18 +228,7 @@ export class SynapseHomeserver {
     public async destroy(): Promise<void> {
         await this.stop();
         if (this.databaseName) {
-            const sql = postgres({
-                host: "127.0.0.1",
-                port: 5432,
-                user: "postgres",
-                database: "postgres",
-                onnotice: () => undefined,
-            });
-            try {
-                await sql.unsafe(`DROP DATABASE IF EXISTS ${this.databaseName} WITH (FORCE)`);
-            } finally {
-                await sql.end();
-            }
+            await adminQuery(`DROP DATABASE IF EXISTS ${this.databaseName} WITH (FORCE)`);
             this.databaseName = null;
         }
     }
