@@ -86,20 +86,31 @@ async function measureSendLimit(env: TestEnv): Promise<{ best: number; byConcurr
     return { best: Math.max(...Object.values(byConcurrency)), byConcurrency };
 }
 
+/**
+ * A burst of changes: time until the last audit event is in the room. A change leaves the outbox only once
+ * the appservice acknowledged it, which it does after the homeserver returned the event's ID, so an empty
+ * outbox means every audit event is in the room. Polling the outbox (one COUNT) keeps the measurement from
+ * loading the homeserver the way a /sync reader would; the room is read back afterwards to check the count.
+ */
 async function measureThroughput(env: TestEnv): Promise<{ changes: number; seconds: number; perSecond: number }> {
     const users = await Promise.all(Array.from({ length: SIZES.burstUsers }, (_, i) => env.newUser(`b${i}`)));
-    await env.auditor.catchUp();
+    const before = (await env.auditor.allMessages()).length;
     const total = SIZES.burstUsers * SIZES.burstPerUser;
     log(`Throughput: ${total} changes by ${SIZES.burstUsers} users`);
     const started = performance.now();
-    const puts = Promise.all(
+    await Promise.all(
         users.map(async (user) => {
             for (let n = 0; n < SIZES.burstPerUser; n++) await user.setAccountData("org.bench.burst", `{"n":${n}}`);
         }),
     );
-    await env.auditor.waitForMessages(total, 1_800_000);
+    for (;;) {
+        const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
+        if (Number(rows[0]?.[0]) === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+    }
     const seconds = (performance.now() - started) / 1000;
-    await puts;
+    const posted = (await env.auditor.allMessages()).length - before;
+    if (posted !== total) throw new Error(`expected ${total} audit messages, found ${posted}`);
     return { changes: total, seconds: Math.round(seconds * 100) / 100, perSecond: Math.round(total / seconds) };
 }
 
@@ -215,10 +226,12 @@ async function main(): Promise<void> {
     const env = await createTestEnv({ database: DATABASE });
     let limit, throughput, freshness;
     try {
+        // Freshness first, on a quiet homeserver: after a burst, Synapse is still busy for a while pushing
+        // the audit events back to the appservice (their sender is in its namespace).
+        freshness = await measureFreshness(env);
         log("The limit: raw sends by the appservice sender into one room");
         limit = await measureSendLimit(env);
         throughput = await measureThroughput(env);
-        freshness = await measureFreshness(env);
     } finally {
         await env.tearDown();
     }
@@ -239,19 +252,17 @@ async function main(): Promise<void> {
         synapse: synapseVersion,
         database: DATABASE,
         putLatencyMs: cost,
-        addedLatencyMs: {
-            seed: {
-                sequentialP50: added("seed", "sequential", "p50"),
-                sequentialP99: added("seed", "sequential", "p99"),
-                concurrentP50: added("seed", "concurrent20", "p50"),
-                concurrentP99: added("seed", "concurrent20", "p99"),
-            },
-            ours: {
-                sequentialP50: added("ours", "sequential", "p50"),
-                sequentialP99: added("ours", "sequential", "p99"),
-                concurrentP50: added("ours", "concurrent20", "p50"),
-                concurrentP99: added("ours", "concurrent20", "p99"),
-            },
+        addedLatencyMs: Object.fromEntries(
+            (["seed", "ours", "ours-queued"] as const).map((setup) => [
+                setup,
+                {
+                    sequentialP50: added(setup, "sequential", "p50"),
+                    sequentialP99: added(setup, "sequential", "p99"),
+                    concurrentP50: added(setup, "concurrent20", "p50"),
+                    concurrentP99: added(setup, "concurrent20", "p99"),
+                },
+            ]),
+        ),
         },
         sendLimitEventsPerSecond: limit,
         throughput: { ...throughput, ratioToLimit: Math.round((throughput.perSecond / limit.best) * 100) / 100 },

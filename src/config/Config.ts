@@ -59,7 +59,7 @@ export const configSchema = section("matrix-account-data-audit appservice config
             doc:
                 "Audit events being sent at once, for changes of different users. One user's changes are always\n" +
                 "posted one after another, in order; 1 also keeps different users' changes in global order.",
-            default: 8,
+            default: 32,
             min: 1,
             max: 256,
         }),
