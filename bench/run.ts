@@ -263,7 +263,6 @@ async function main(): Promise<void> {
                 },
             ]),
         ),
-        },
         sendLimitEventsPerSecond: limit,
         throughput: { ...throughput, ratioToLimit: Math.round((throughput.perSecond / limit.best) * 100) / 100 },
         freshnessMs: {
