@@ -1,0 +1,55 @@
+/** Prints bench/results/latest.json as the Markdown table README.md shows (`node bench/table.ts`). */
+import { readFileSync } from "node:fs";
+
+const r = JSON.parse(readFileSync(new URL("./results/latest.json", import.meta.url), "utf8"));
+const p = (x: { p50: number; p95: number; p99: number }): string => `${x.p50} / ${x.p95} / ${x.p99}`;
+const rows: string[][] = [
+    ["PUT account data, sequential: no module (p50 / p95 / p99 ms)", p(r.putLatencyMs.none.sequential)],
+    [
+        "… seed's inline module",
+        `${p(r.putLatencyMs.seed.sequential)} (adds ${r.addedLatencyMs.seed.sequentialP50} p50, ${r.addedLatencyMs.seed.sequentialP99} p99)`,
+    ],
+    [
+        "… our module, appservice stopped (the callback alone)",
+        `${p(r.putLatencyMs["ours-queued"].sequential)} (adds ${r.addedLatencyMs["ours-queued"].sequentialP50} p50, ${r.addedLatencyMs["ours-queued"].sequentialP99} p99)`,
+    ],
+    [
+        "… our module, delivering at the same time",
+        `${p(r.putLatencyMs.ours.sequential)} (adds ${r.addedLatencyMs.ours.sequentialP50} p50, ${r.addedLatencyMs.ours.sequentialP99} p99)`,
+    ],
+    ["PUT at concurrency 20: no module", p(r.putLatencyMs.none.concurrent20)],
+    [
+        "… seed's inline module",
+        `${p(r.putLatencyMs.seed.concurrent20)} (adds ${r.addedLatencyMs.seed.concurrentP50} p50)`,
+    ],
+    [
+        "… our module, callback alone",
+        `${p(r.putLatencyMs["ours-queued"].concurrent20)} (adds ${r.addedLatencyMs["ours-queued"].concurrentP50} p50)`,
+    ],
+    [
+        "… our module, delivering",
+        `${p(r.putLatencyMs.ours.concurrent20)} (adds ${r.addedLatencyMs.ours.concurrentP50} p50)`,
+    ],
+    [
+        "Limit: raw appservice sends into one room (best concurrency)",
+        `${r.sendLimitEventsPerSecond.best} events/s (${JSON.stringify(r.sendLimitEventsPerSecond.byConcurrency)})`,
+    ],
+    [
+        "Throughput: 10,000 changes by 50 users",
+        `${r.throughput.seconds} s, ${r.throughput.perSecond} records/s, ${r.throughput.ratioToLimit}× the limit`,
+    ],
+    [
+        "Freshness at 10 changes/s, PUT 200 → auditor's /sync (p50 / p95 / p99 ms)",
+        `${p(r.freshnessMs.audited)}; one raw send: ${p(r.freshnessMs.rawSend)}`,
+    ],
+    [
+        "Appservice peak RSS draining 100 / 100,000 queued",
+        `${r.memory.small.peakRssMb} MB / ${r.memory.large.peakRssMb} MB (${r.memory.largeOverSmall}×; ${r.memory.large.drained} drained in ${r.memory.large.seconds} s)`,
+    ],
+];
+process.stdout.write(
+    `Run ${r.date.slice(0, 16)}Z on ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB; Synapse ${r.synapse} on ${r.database}.\n\n` +
+        "| measure | result |\n| --- | --- |\n" +
+        rows.map(([a, b]) => `| ${a} | ${b} |`).join("\n") +
+        "\n",
+);
