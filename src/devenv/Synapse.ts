@@ -242,7 +242,8 @@ export class SynapseHomeserver {
             "    import sqlite3; conn = sqlite3.connect(cfg['args']['database'])",
             "else:",
             "    import psycopg2; a = cfg['args']; conn = psycopg2.connect(host=a['host'], port=a['port'], user=a['user'], dbname=a['database'])",
-            "cur = conn.cursor(); cur.execute(sys.argv[2]); print(json.dumps(cur.fetchall() if cur.description else []))",
+            "cur = conn.cursor(); cur.execute(sys.argv[2]); rows = cur.fetchall() if cur.description else []",
+            "conn.commit(); print(json.dumps(rows))",
         ].join("\n");
         const { stdout } = await execFileAsync(PYTHON, ["-c", script, this.configPath, sqlText]);
         return JSON.parse(stdout) as unknown[][];
