@@ -96,7 +96,8 @@ export async function start(
         // which for this appservice only ever carry a few membership events.
         httpMaxSizeBytes: config.ingest.max_body_bytes,
     });
-    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics);
+    const shutdown = { stopping: false };
+    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown);
 
     await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
     log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);
@@ -105,6 +106,11 @@ export async function start(
         auditRoomId,
         metrics,
         stop: async () => {
+            // While a backlog drains, the host module sends its next batch on the same keep-alive connection
+            // as soon as one is answered, so the server would never become idle: refuse new batches (they
+            // stay in the outbox) and let the batch in progress finish.
+            shutdown.stopping = true;
+            await processor.idle();
             await bridge.close();
         },
     };

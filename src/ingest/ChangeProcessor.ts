@@ -69,6 +69,15 @@ export class ChangeProcessor {
         private readonly maxInFlight = 1,
     ) {}
 
+    /** Resolves when no batch is being processed or waiting. */
+    public async idle(): Promise<void> {
+        let current: Promise<unknown>;
+        do {
+            current = this.queue;
+            await current;
+        } while (current !== this.queue);
+    }
+
     /** Processes `changes` after any batch already in progress, so order holds across batches. */
     public process(changes: readonly AccountDataChange[]): Promise<BatchResult> {
         const run = this.queue.then(() => this.processNow(changes));

@@ -38,8 +38,19 @@ export function bearerTokenGuard(token: string): RequestHandler {
     };
 }
 
-export function changesHandler(processor: ChangeProcessor, metrics: Metrics): RequestHandler {
+/** Set when the appservice is stopping: new batches are refused so keep-alive connections go idle. */
+export interface ShutdownState {
+    stopping: boolean;
+}
+
+export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shutdown?: ShutdownState): RequestHandler {
     return (req: Request, res: Response) => {
+        if (shutdown?.stopping) {
+            // The host module keeps the batch and retries after its backoff, against the next process.
+            res.setHeader("Connection", "close");
+            sendMatrixError(res, 503, "M_UNKNOWN", "The appservice is shutting down");
+            return;
+        }
         if (!req.is("application/json")) {
             metrics.batchesReceived.inc({ result: "rejected" });
             sendMatrixError(res, 400, "M_NOT_JSON", "Content-Type must be application/json");
@@ -115,9 +126,10 @@ export function addIngestRoutes(
     processor: ChangeProcessor,
     token: string,
     metrics: Metrics,
+    shutdown?: ShutdownState,
 ): void {
     const app = appService.expressApp;
-    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics));
+    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics, shutdown));
     app.get("/metrics", (_req, res) => {
         metrics.registry.metrics().then(
             (text) => res.type(metrics.registry.contentType).send(text),

@@ -30,6 +30,7 @@ describe("the change endpoint", () => {
     let url: string;
     let dispatched: AccountDataChange[];
     let failOn: Set<number>;
+    let shutdown: { stopping: boolean };
 
     beforeEach(async () => {
         dispatched = [];
@@ -45,7 +46,8 @@ describe("the change endpoint", () => {
             metrics,
         );
         appService = new AppService({ homeserverToken: TOKEN, httpMaxSizeBytes: MAX_BODY });
-        addIngestRoutes(appService, processor, TOKEN, metrics);
+        shutdown = { stopping: false };
+        addIngestRoutes(appService, processor, TOKEN, metrics, shutdown);
         await appService.listen(0, "127.0.0.1", 10);
         const address = (appService as unknown as { server: { address(): AddressInfo } }).server.address();
         url = `http://127.0.0.1:${address.port}${CHANGES_PATH}`;
@@ -154,6 +156,13 @@ describe("the change endpoint", () => {
         expect((await post(batch)).json).toEqual({ acknowledged_through: 4 });
         // Changes already handled in this process are not handled again.
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
+    });
+
+    it("refuses new batches with 503 while shutting down", async () => {
+        shutdown.stopping = true;
+        const res = await post(JSON.stringify({ changes: [wireChange(1)] }));
+        expect(res).toMatchObject({ status: 503, json: { errcode: "M_UNKNOWN" } });
+        expect(dispatched).toEqual([]);
     });
 
     it("serves Prometheus metrics", async () => {
