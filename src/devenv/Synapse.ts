@@ -213,10 +213,16 @@ export class SynapseHomeserver {
         if (!child) return;
         const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
         child.kill(signal);
-        const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+        let hung = false;
+        const timer = setTimeout(() => {
+            hung = true;
+            child.kill("SIGKILL");
+        }, 30_000);
         await exited;
         clearTimeout(timer);
         this.process = null;
+        // A module that holds up Synapse's shutdown is a bug an admin would hit on every restart.
+        if (hung) throw new Error(`Synapse did not exit within 30 s of ${signal}; it was killed`);
     }
 
     public async restart(): Promise<void> {

@@ -29,17 +29,42 @@ class SqliteTxn:
 
 
 class FakeDatabase:
+    """Runs each interaction at once, or, while ``hold`` is set, when ``release`` is called (a slow
+    database); ``fail_next`` makes that many interactions raise."""
+
     def __init__(self) -> None:
         self.conn = sqlite3.connect(":memory:")
+        self.hold = False
+        self.fail_next = 0
+        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], defer.Deferred[Any]]] = []
+        self.descs: list[str] = []
 
-    def run(self, _desc: str, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+    def run(self, desc: str, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        self.descs.append(desc)
+        if self.hold:
+            d: defer.Deferred[Any] = defer.Deferred()
+            self.held.append((func, args, d))
+            return d
+        return self._run_now(func, *args)
+
+    def release(self) -> None:
+        """Runs the held interactions (and any they lead to) until none is held."""
+        self.hold = False
+        while self.held:
+            func, args, d = self.held.pop(0)
+            self._run_now(func, *args).chainDeferred(d)
+
+    def _run_now(self, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        if self.fail_next:
+            self.fail_next -= 1
+            return defer.fail(RuntimeError("database unavailable"))
         cursor = self.conn.cursor()
         try:
             result = func(SqliteTxn(cursor), *args)
             self.conn.commit()
-        except Exception:
+        except Exception as e:
             self.conn.rollback()
-            raise
+            return defer.fail(e)
         return defer.succeed(result)
 
     def rows(self) -> list[tuple[Any, ...]]:

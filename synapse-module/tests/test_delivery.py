@@ -19,7 +19,7 @@ CONFIG = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_s
 def build(config: AuditModuleConfig = CONFIG) -> tuple[FakeDatabase, Mock, AccountDataAuditModule]:
     db = FakeDatabase()
     api = make_api(db)
-    module = AccountDataAuditModule(config, api)
+    module = AccountDataAuditModule(config, api, Mock())
     return db, api, module
 
 
@@ -46,7 +46,7 @@ def test_registers_callback_poll_and_startup_kick_on_the_delivery_instance() -> 
 def test_other_instances_record_but_do_not_deliver() -> None:
     db = FakeDatabase()
     api = make_api(db, worker_name="worker1")
-    module = AccountDataAuditModule(CONFIG, api)
+    module = AccountDataAuditModule(CONFIG, api, Mock())
     api.looping_background_call.assert_not_called()
     assert change(module, 1).called
     api.http_client.post_json_get_json.assert_not_called()
@@ -114,7 +114,9 @@ def test_failures_back_off_and_retry_the_same_batch() -> None:
 
 def test_partial_progress_is_deleted_and_the_rest_retried() -> None:
     db = FakeDatabase()
-    recorder = AccountDataAuditModule(CONFIG, make_api(db, worker_name="other"))  # records, never delivers
+    recorder = AccountDataAuditModule(
+        CONFIG, make_api(db, worker_name="other"), Mock()
+    )  # records, never delivers
     change(recorder, 1)
     change(recorder, 2)
     first_seq = db.rows()[0][0]
@@ -144,17 +146,21 @@ def test_content_is_not_mutated() -> None:
     assert json.dumps(content) == snapshot
 
 
-def test_database_failure_in_callback_is_logged_not_raised() -> None:
-    _db, api, module = build()
-    api.run_db_interaction.side_effect = RuntimeError("db down")
+def test_database_failure_never_reaches_the_user_and_the_change_is_written_once_it_is_back() -> None:
+    db, api, module = build()
+    db.fail_next = 1
+    backoff: defer.Deferred[None] = defer.Deferred()
+    api.sleep = Mock(return_value=backoff)
     assert change(module, 1).called
     api.http_client.post_json_get_json.assert_not_called()
+    backoff.callback(None)  # the writer's retry
+    assert posted_seqs(api) == [[1]]
 
 
 def test_too_large_batches_are_split() -> None:
     config = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=4)
     db = FakeDatabase()
-    recorder = AccountDataAuditModule(config, make_api(db, worker_name="other"))
+    recorder = AccountDataAuditModule(config, make_api(db, worker_name="other"), Mock())
     for n in range(1, 5):
         change(recorder, n)
     api = make_api(db)

@@ -6,7 +6,8 @@ from .fakes import FakeDatabase
 
 
 def record(db: FakeDatabase, n: int, content: str = "{}") -> None:
-    db.run("", outbox.insert_txn, f"id{n}", f"@u{n}:test.local", None, "m.test", content, 1000 + n)
+    change = outbox.NewChange(f"id{n}", f"@u{n}:test.local", None, "m.test", content, 1000 + n)
+    db.run("", outbox.insert_many_txn, [change])
 
 
 def fetch(db: FakeDatabase, limit: int, max_bytes: int = 1 << 20) -> list[outbox.OutboxRow]:

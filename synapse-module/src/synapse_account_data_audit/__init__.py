@@ -1,8 +1,9 @@
 """Synapse module for matrix-account-data-audit.
 
-On every account-data change it records the change in an outbox table in Synapse's database (one small
-insert, no network call, before the client gets its answer), and on the delivery instance a background
-loop hands the outbox, in order, to the appservice that posts the audit messages.
+On every account-data change it records the change in an outbox table in Synapse's database (queued in
+memory and committed by a background writer within milliseconds: see ``writer``; no network call), and on
+the delivery instance a background loop hands the outbox, in order, to the appservice that posts the audit
+messages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from synapse.module_api import JsonDict, ModuleApi
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
 from .outbox import Outbox, encode_content
+from .writer import OutboxWriter, register_shutdown_flush
 
 __all__ = ["AccountDataAuditModule", "AuditModuleConfig"]
 
@@ -22,9 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 class AccountDataAuditModule:
-    def __init__(self, config: AuditModuleConfig, api: ModuleApi) -> None:
+    def __init__(self, config: AuditModuleConfig, api: ModuleApi, reactor: Any = None) -> None:
         self._outbox = Outbox(api)
         self._deliverer: Deliverer | None = None
+        self._writer = OutboxWriter(api, self._outbox, on_written=self._kick_delivery)
+        register_shutdown_flush(api, self._writer, reactor)
         if (api.worker_name or "master") == config.delivery_instance:
             deliverer = Deliverer(api, config, self._outbox)
             self._deliverer = deliverer
@@ -45,10 +49,11 @@ class AccountDataAuditModule:
     async def on_account_data_updated(
         self, user_id: str, room_id: str | None, account_data_type: str, content: JsonDict
     ) -> None:
-        """Runs inline in the user's request: one insert, then a wake-up. Never awaits the network."""
+        """Runs inline in the user's request: serialises the change and queues it for the outbox writer.
+        Never awaits the network, and awaits the database only when the writer is far behind."""
         try:
             # Serialising copies the content: Synapse caches that dict, so we neither keep nor change it.
-            await self._outbox.record(user_id, room_id, account_data_type, encode_content(content))
+            encoded = encode_content(content)
         except Exception:
             # Synapse would log and swallow this too; say what was lost so an admin can follow up.
             logger.exception(
@@ -58,5 +63,12 @@ class AccountDataAuditModule:
                 room_id,
             )
             return
+        await self._writer.record(user_id, room_id, account_data_type, encoded)
+
+    async def flush(self) -> None:
+        """Resolves once every change recorded so far is in the outbox (Synapse's shutdown awaits this)."""
+        await self._writer.flush()
+
+    def _kick_delivery(self) -> None:
         if self._deliverer is not None:
             self._deliverer.kick()

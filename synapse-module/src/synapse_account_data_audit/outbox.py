@@ -8,7 +8,6 @@ cannot clash with Synapse's own tables.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,26 +75,41 @@ def create_table_txn(txn: LoggingTransaction) -> None:
     txn.execute(_CREATE_POSTGRES if is_postgres else _CREATE_SQLITE)
 
 
-def insert_txn(
-    txn: LoggingTransaction,
-    change_id: str,
-    user_id: str,
-    room_id: str | None,
-    account_data_type: str,
-    content: str,
-    created_ts: int,
-) -> None:
+@dataclass(frozen=True)
+class NewChange:
+    """A change as the callback recorded it, before it has a sequence number."""
+
+    change_id: str
+    user_id: str
+    room_id: str | None
+    account_data_type: str
+    content: str
+    created_ts: int
+
+
+def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
+    """Inserts ``changes`` in list order (their sequence numbers increase in that order)."""
     if isinstance(txn.database_engine, PostgresEngine):
         # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see
         # seq N+1 before N is committed. This lock (held until commit, and taken only by inserters) makes
         # commit order equal sequence order, so what is visible is always a gap-free prefix. SQLite has a
         # single writer already.
         txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
-    txn.execute(
-        f"INSERT INTO {TABLE} (change_id, user_id, room_id, account_data_type, content, created_ts)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (change_id, user_id, room_id, account_data_type, content, created_ts),
-    )
+    for change in changes:
+        # One statement per row, not executemany/execute_values: only per-statement order is guaranteed
+        # to assign the sequence numbers in list order.
+        txn.execute(
+            f"INSERT INTO {TABLE} (change_id, user_id, room_id, account_data_type, content, created_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                change.change_id,
+                change.user_id,
+                change.room_id,
+                change.account_data_type,
+                change.content,
+                change.created_ts,
+            ),
+        )
 
 
 def fetch_batch_txn(txn: LoggingTransaction, limit: int, max_bytes: int) -> list[OutboxRow]:
@@ -141,24 +155,9 @@ class Outbox:
             await self._api.run_db_interaction("account_data_audit_create", create_table_txn)
             self._table_ready = True
 
-    async def record(
-        self,
-        user_id: str,
-        room_id: str | None,
-        account_data_type: str,
-        content_json: str,
-    ) -> None:
+    async def insert_many(self, changes: list[NewChange]) -> None:
         await self.ensure_table()
-        await self._api.run_db_interaction(
-            "account_data_audit_record",
-            insert_txn,
-            uuid.uuid4().hex,
-            user_id,
-            room_id,
-            account_data_type,
-            content_json,
-            self._api.get_current_time_msec(),
-        )
+        await self._api.run_db_interaction("account_data_audit_record", insert_many_txn, changes)
 
     async def fetch_batch(self, limit: int, max_bytes: int) -> list[OutboxRow]:
         await self.ensure_table()
