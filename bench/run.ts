@@ -75,14 +75,24 @@ interface SendLimit {
  */
 async function measureSendLimit(env: TestEnv): Promise<SendLimit> {
     const asToken = env.registration.getAppServiceToken() as string;
-    const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(env.auditRoomId)}/send/m.room.message`;
+    const asUser = `user_id=${encodeURIComponent(env.senderUserId)}`;
+    // A room of its own, created by the sender: the forks made at high concurrency would otherwise slow
+    // every later send into the audit room (the throughput phase).
+    const created = await fetch(`${env.synapse.baseUrl}/_matrix/client/v3/createRoom?${asUser}`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ preset: "private_chat", name: "send limit probe" }),
+    });
+    if (!created.ok) throw new Error(`createRoom failed: ${created.status} ${await created.text()}`);
+    const roomId = ((await created.json()) as { room_id: string }).room_id;
+    const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message`;
     const byConcurrency: SendLimit["byConcurrency"] = {};
     let counter = 0;
     for (const concurrency of [1, 2, 4, 8, 16, 32]) {
         const started = performance.now();
         await timed(SIZES.sendEvents, concurrency, async () => {
             const txn = `limit.${Date.now()}.${counter++}`;
-            const res = await fetch(`${base}/${txn}?user_id=${encodeURIComponent(env.senderUserId)}`, {
+            const res = await fetch(`${base}/${txn}?${asUser}`, {
                 method: "PUT",
                 headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
                 body: JSON.stringify({ msgtype: "m.text", body: `limit probe ${counter}` }),
@@ -115,6 +125,13 @@ interface Throughput {
     perSecond: number;
     /** Delivery alone: changes left when the last PUT returned, over the time they took to empty. */
     drain: { changes: number; seconds: number; perSecond: number };
+    /** The audit room's forward extremities once all is posted (concurrent sends fork the event graph). */
+    forwardExtremitiesAfter: number;
+}
+
+async function forwardExtremities(env: TestEnv, roomId = env.auditRoomId): Promise<number> {
+    const rows = await env.synapse.query(`SELECT COUNT(*) FROM event_forward_extremities WHERE room_id = '${roomId}'`);
+    return Number(rows[0]?.[0]);
 }
 
 async function outboxDepth(env: TestEnv): Promise<number> {
@@ -152,6 +169,7 @@ async function measureThroughput(env: TestEnv): Promise<Throughput> {
             seconds: round2(drainSeconds),
             perSecond: Math.round(leftAfterPuts / drainSeconds),
         },
+        forwardExtremitiesAfter: await forwardExtremities(env),
     };
 }
 

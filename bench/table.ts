@@ -43,7 +43,7 @@ const rows: string[][] = [
     ],
     [
         "Throughput: 10,000 changes by 50 users",
-        `${r.throughput.seconds} s, ${r.throughput.perSecond} records/s, ${r.throughput.ratioToLimit}× the limit`,
+        `${r.throughput.seconds} s, ${r.throughput.perSecond} records/s, ${r.throughput.ratioToLimit}× the limit; ${r.throughput.forwardExtremitiesAfter} forward extremities after`,
     ],
     [
         "… delivery alone (the backlog left when the last PUT returned)",

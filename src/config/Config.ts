@@ -58,12 +58,13 @@ export const configSchema = section("matrix-account-data-audit appservice config
         max_in_flight: integerField({
             doc:
                 "Audit events being sent at once, for changes of different users (one user's changes are always\n" +
-                "posted one after another, in order). Keep 1: Synapse forks a room's event graph when events are\n" +
-                "sent into it concurrently (the benchmark saw ~5,000 forward extremities after a 10,000-change\n" +
-                "burst at 32), which slows every later event in the audit room; 1 also keeps global order.",
-            default: 1,
+                "posted one after another, in order). Concurrent sends into one room fork its event graph: each\n" +
+                "new event then points back at every open branch, but at most 10 (Synapse's limit), so up to 10\n" +
+                "the branches merge again at once, and above it they pile up (the benchmark saw 279 forward\n" +
+                "extremities after 1,000 raw sends at 16, 7 at 8). 1 keeps the audit room in strict global order.",
+            default: 8,
             min: 1,
-            max: 256,
+            max: 10,
         }),
         retry_initial_ms: integerField({
             doc: "First wait before retrying a send after a 5xx or network error; doubles each time.",

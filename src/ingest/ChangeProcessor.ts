@@ -66,7 +66,7 @@ export class ChangeProcessor {
     public constructor(
         private readonly modules: Pick<ModuleHost, "dispatch">,
         private readonly metrics?: Metrics,
-        private readonly maxInFlight = 1,
+        private readonly maxInFlight = 8,
     ) {}
 
     /** Resolves when no batch is being processed or waiting. */

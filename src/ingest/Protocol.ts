@@ -10,7 +10,7 @@
  * trail must not show 1 where the user stored 1.0, or round a 64-bit integer.
  */
 import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
-import { isRoomId, isUserId, MAX_IDENTIFIER_BYTES } from "../matrix/Identifiers.js";
+import { isRoomId, isUserId } from "../matrix/Identifiers.js";
 import type { AccountDataChange } from "../modules/ModuleHost.js";
 
 export const CHANGES_PATH = "/_account_data_audit/v1/changes";
@@ -49,8 +49,10 @@ function parseChange(raw: unknown, field: string): AccountDataChange {
     if (roomId !== null && (typeof roomId !== "string" || !isRoomId(roomId))) {
         throw new BadFieldError(`${field}.room_id`, "must be a room ID (!…) or null");
     }
-    if (typeof type !== "string" || type.length === 0 || Buffer.byteLength(type, "utf8") > MAX_IDENTIFIER_BYTES) {
-        throw new BadFieldError(`${field}.type`, `must be a non-empty string of at most ${MAX_IDENTIFIER_BYTES} bytes`);
+    // No length cap: Synapse stores account-data types of any length, and a change we refused would hold up
+    // every change behind it (the request body's size limit bounds it anyway).
+    if (typeof type !== "string" || type.length === 0) {
+        throw new BadFieldError(`${field}.type`, "must be a non-empty string");
     }
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");

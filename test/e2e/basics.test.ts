@@ -48,6 +48,15 @@ describe(`audit messages (${DATABASE})`, () => {
         );
     });
 
+    it("audits a type longer than 255 bytes (Synapse accepts it; nothing may hold up the queue)", async () => {
+        const type = `org.example.${"long".repeat(80)}`;
+        await alice.setAccountData(type, '{"ok":true}');
+        const event = await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes(type));
+        expect(event.content.body).toBe(
+            `${alice.userId} has changed their account data for type ${type} to: {"ok": true}`,
+        );
+    });
+
     it("audits a deletion as {}", async () => {
         await alice.setAccountData("org.example.to_delete", '{"x":1}');
         // Matrix deletes account data by replacing it with {}.

@@ -76,6 +76,15 @@ describe("the change endpoint", () => {
         ]);
     });
 
+    it("takes an account-data type longer than an event type may be (Synapse stores it)", async () => {
+        const type = `org.example.${"é".repeat(300)}`;
+        expect(await post(JSON.stringify({ changes: [wireChange(1, { type })] }))).toEqual({
+            status: 200,
+            json: { acknowledged_through: 1 },
+        });
+        expect(dispatched.map((c) => c.type)).toEqual([type]);
+    });
+
     it("acknowledges an empty batch", async () => {
         expect(await post('{"changes": []}')).toEqual({ status: 200, json: { acknowledged_through: null } });
     });
@@ -132,7 +141,7 @@ describe("the change endpoint", () => {
         [{ changes: [wireChange(1, { room_id: "#alias:example.org" })] }, "changes[0].room_id"],
         [{ changes: [wireChange(1, { room_id: 5 })] }, "changes[0].room_id"],
         [{ changes: [wireChange(1, { type: "" })] }, "changes[0].type"],
-        [{ changes: [wireChange(1, { type: "é".repeat(128) })] }, "changes[0].type"],
+        [{ changes: [wireChange(1, { type: 5 })] }, "changes[0].type"],
         [{ changes: [wireChange(1, { content: { n: 1 } })] }, "changes[0].content"],
         [{ changes: [wireChange(1, { content: "[1]" })] }, "changes[0].content"],
         [{ changes: [wireChange(1, { content: "{" })] }, "changes[0].content"],
