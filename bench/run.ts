@@ -76,15 +76,16 @@ interface SendLimit {
 async function measureSendLimit(env: TestEnv): Promise<SendLimit> {
     const asToken = env.registration.getAppServiceToken() as string;
     const asUser = `user_id=${encodeURIComponent(env.senderUserId)}`;
-    // A room of its own, created by the sender: the forks made at high concurrency would otherwise slow
-    // every later send into the audit room (the throughput phase).
+    // A room like the audit room (the sender and the auditor in it: each member adds work per event) but
+    // of its own: forks made at high concurrency would otherwise slow the throughput phase's sends.
     const created = await fetch(`${env.synapse.baseUrl}/_matrix/client/v3/createRoom?${asUser}`, {
         method: "POST",
         headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ preset: "private_chat", name: "send limit probe" }),
+        body: JSON.stringify({ preset: "private_chat", name: "send limit probe", invite: [env.auditor.http.userId] }),
     });
     if (!created.ok) throw new Error(`createRoom failed: ${created.status} ${await created.text()}`);
     const roomId = ((await created.json()) as { room_id: string }).room_id;
+    await env.auditor.http.join(roomId);
     const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message`;
     const byConcurrency: SendLimit["byConcurrency"] = {};
     let counter = 0;
