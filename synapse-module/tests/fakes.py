@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,10 @@ def make_api(db: FakeDatabase, worker_name: str | None = None) -> Mock:
     api.run_db_interaction.side_effect = db.run
     api.get_current_time_msec.return_value = 1_700_000_000_000
     api.run_as_background_process.side_effect = lambda _desc, f, *a, **k: defer.ensureDeferred(f(*a, **k))
+    # Runs at once: these fakes have no reactor turns.
+    api.delayed_background_call.side_effect = lambda _msec, f, *a, desc=None, **k: defer.maybeDeferred(
+        lambda: defer.ensureDeferred(r) if inspect.iscoroutine(r := f(*a, **k)) else r
+    )
     api.sleep = AsyncMock()
     api.http_client = Mock()
     api.http_client.post_json_get_json = AsyncMock(return_value={})

@@ -40,7 +40,9 @@ def test_registers_callback_poll_and_startup_kick_on_the_delivery_instance() -> 
         on_account_data_updated=module.on_account_data_updated
     )
     assert api.looping_background_call.call_args.kwargs["run_on_all_instances"] is True
-    api.delayed_background_call.assert_called_once()
+    assert [c.kwargs["desc"] for c in api.delayed_background_call.call_args_list] == [
+        "account_data_audit_start"
+    ]
 
 
 def test_other_instances_record_but_do_not_deliver() -> None:

@@ -90,7 +90,9 @@ class OutboxWriter:
     def _start(self) -> None:
         if self._pending and not self._running:
             self._running = True
-            self._api.run_as_background_process("account_data_audit_write", self._write_all)
+            # On the reactor's next turn, not now: the request that recorded the change finishes writing its
+            # response first instead of competing with the database thread for the GIL.
+            self._api.delayed_background_call(0, self._write_all, desc="account_data_audit_write")
 
     async def _wait_until_at_most(self, count: int) -> None:
         if len(self._pending) <= count:
