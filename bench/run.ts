@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
-import { createTestEnv, type TestEnv } from "../lib/devenv/TestEnv.js";
+import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.js";
 import type { MatrixHttp, RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
 import { log, percentiles, type Percentiles, timed } from "./stats.ts";
@@ -133,10 +133,6 @@ interface Throughput {
 async function forwardExtremities(env: TestEnv, roomId = env.auditRoomId): Promise<number> {
     const rows = await env.synapse.query(`SELECT COUNT(*) FROM event_forward_extremities WHERE room_id = '${roomId}'`);
     return Number(rows[0]?.[0]);
-}
-
-async function outboxDepth(env: TestEnv): Promise<number> {
-    return Number((await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox"))[0]?.[0]);
 }
 
 async function measureThroughput(env: TestEnv): Promise<Throughput> {

@@ -147,3 +147,9 @@ async function tearDownParts(env: Partial<TestEnv>, keepDir = false): Promise<vo
         await rm(env.dir, { recursive: true, force: true });
     }
 }
+
+/** Rows left in the host module's outbox. */
+export async function outboxDepth(env: TestEnv): Promise<number> {
+    const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
+    return Number(rows[0]?.[0]);
+}

@@ -47,8 +47,4 @@ export function expectAllInOrderOnce(events: RoomEvent[], users: MatrixHttp[], p
     }
 }
 
-/** Rows left in the host module's outbox. */
-export async function outboxDepth(env: TestEnv): Promise<number> {
-    const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
-    return Number(rows[0]?.[0]);
-}
+export { outboxDepth } from "../../src/devenv/TestEnv.js";

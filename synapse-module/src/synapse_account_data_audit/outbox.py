@@ -34,14 +34,22 @@ _CREATE_POSTGRES = _CREATE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "
 
 
 @dataclass(frozen=True)
-class OutboxRow:
-    seq: int
+class NewChange:
+    """A change as the callback recorded it, before it has a sequence number."""
+
     change_id: str
     user_id: str
     room_id: str | None
     account_data_type: str
     content: str
     created_ts: int
+
+
+@dataclass(frozen=True)
+class OutboxRow(NewChange):
+    """A change in the outbox, with its sequence number."""
+
+    seq: int
 
     def to_wire(self) -> dict[str, Any]:
         """The change as the delivery protocol carries it (``content`` stays JSON text)."""
@@ -73,18 +81,6 @@ def encode_content(content: Mapping[str, Any]) -> str:
 def create_table_txn(txn: LoggingTransaction) -> None:
     is_postgres = isinstance(txn.database_engine, PostgresEngine)
     txn.execute(_CREATE_POSTGRES if is_postgres else _CREATE_SQLITE)
-
-
-@dataclass(frozen=True)
-class NewChange:
-    """A change as the callback recorded it, before it has a sequence number."""
-
-    change_id: str
-    user_id: str
-    room_id: str | None
-    account_data_type: str
-    content: str
-    created_ts: int
 
 
 def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
@@ -126,7 +122,17 @@ def fetch_batch_txn(txn: LoggingTransaction, limit: int, max_bytes: int) -> list
         total += len(content)
         if rows and total > max_bytes:
             break
-        rows.append(OutboxRow(int(seq), change_id, user_id, room_id, data_type, content, int(created_ts)))
+        rows.append(
+            OutboxRow(
+                change_id=change_id,
+                user_id=user_id,
+                room_id=room_id,
+                account_data_type=data_type,
+                content=content,
+                created_ts=int(created_ts),
+                seq=int(seq),
+            )
+        )
     return rows
 
 
