@@ -58,10 +58,11 @@ export const configSchema = section("matrix-account-data-audit appservice config
         max_in_flight: integerField({
             doc:
                 "Audit events being sent at once, for changes of different users (one user's changes are always\n" +
-                "posted one after another, in order). Concurrent sends into one room fork its event graph: each\n" +
-                "new event then points back at every open branch, but at most 10 (Synapse's limit), so up to 10\n" +
-                "the branches merge again at once, and above it they pile up (the benchmark saw 279 forward\n" +
-                "extremities after 1,000 raw sends at 16, 7 at 8). 1 keeps the audit room in strict global order.",
+                "posted one after another, in order; otherwise the lowest sequence number free to go goes first).\n" +
+                "Concurrent sends into one room fork its event graph: each new event then points back at every\n" +
+                "open branch, but at most 10 (Synapse's limit), so up to 10 the branches merge again at once, and\n" +
+                "above it they pile up (the benchmark saw 346 forward extremities after 1,000 raw sends at 16, 7\n" +
+                "at 8). 1 keeps the audit room in exact sequence order.",
             default: 8,
             min: 1,
             max: 10,

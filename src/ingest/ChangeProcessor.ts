@@ -1,16 +1,16 @@
 /**
- * Takes validated batches and runs every change through the module callbacks. Batches are processed one
- * at a time, in arrival order. Within a batch, one user's changes run strictly one after another, in
- * sequence order, while different users' changes overlap (up to `maxInFlight` at once): the homeserver
- * persists concurrent sends together, so this is what lets the audit trail keep up with bursts. With
- * `maxInFlight` 1 the audit room is in strict global order.
+ * Takes validated batches and runs every change through the module callbacks (see ChangeScheduler for the
+ * order: one user's changes one after another, across batches too, up to `maxInFlight` at once, lowest seq
+ * first). The host module sends the next batch before the previous one is acknowledged, so the sends never
+ * stall at a batch boundary; `follows` puts such batches back in order if they arrive the other way round.
  *
- * A batch is acknowledged only when all its changes were handled; on failure, the longest fully handled
- * prefix is reported so the host module can drop it (later changes that did succeed are replayed, and
- * their transaction IDs keep them from posting twice).
+ * A batch is acknowledged only when all its changes, and every earlier batch, were handled; on failure, the
+ * longest fully handled prefix is reported so the host module can drop it (later changes that did succeed
+ * are replayed, and skipped or deduplicated by their transaction IDs, so they never post twice).
  */
 import { Logger } from "matrix-appservice-bridge";
 import { SendFailedError } from "../matrix/SendErrors.js";
+import { ChangeScheduler } from "./ChangeScheduler.js";
 import type { AccountDataChange, ModuleHost } from "../modules/ModuleHost.js";
 import type { Metrics } from "../Metrics.js";
 
@@ -18,6 +18,9 @@ const log = new Logger("ChangeProcessor");
 
 /** How many recently handled change ids are remembered, to skip a replayed batch without resending. */
 const RECENT_IDS = 20_000;
+
+/** How long a batch that arrived before its predecessor waits for it (normally a few milliseconds). */
+const PREDECESSOR_WAIT_MS = 5_000;
 
 export class BatchFailedError extends Error {
     public constructor(
@@ -34,68 +37,88 @@ export interface BatchResult {
     acknowledgedThrough: number | null;
 }
 
-/** A counting semaphore: at most `limit` holders at once, served first come, first served. */
-class Slots {
-    private free: number;
-    private readonly waiting: (() => void)[] = [];
-
-    public constructor(limit: number) {
-        this.free = limit;
-    }
-
-    public async run<T>(task: () => Promise<T>): Promise<T> {
-        if (this.free > 0) {
-            this.free--;
-        } else {
-            await new Promise<void>((resolve) => this.waiting.push(resolve));
-        }
-        try {
-            return await task();
-        } finally {
-            const next = this.waiting.shift();
-            if (next) next();
-            else this.free++;
-        }
-    }
-}
-
 export class ChangeProcessor {
-    private queue: Promise<unknown> = Promise.resolve();
+    private readonly scheduler: ChangeScheduler;
+    /** The latest batch's result: a batch is acknowledged only after every earlier one still running. */
+    private latestBatch: Promise<BatchResult> = Promise.resolve({ acknowledgedThrough: null });
+    private latestSettled = true;
+    /** The last seq of the latest batch started, and the batches waiting for theirs (by `follows`). */
+    private lastStartedSeq: number | null = null;
+    private readonly waitingFor = new Map<number, () => void>();
     private readonly recentIds = new Set<string>();
 
     public constructor(
         private readonly modules: Pick<ModuleHost, "dispatch">,
         private readonly metrics?: Metrics,
-        private readonly maxInFlight = 8,
-    ) {}
+        maxInFlight = 8,
+        private readonly predecessorWaitMs = PREDECESSOR_WAIT_MS,
+    ) {
+        this.scheduler = new ChangeScheduler(maxInFlight, (change) => this.handle(change));
+    }
 
-    /** Resolves when no batch is being processed or waiting. */
+    /** Resolves when no batch is being processed. */
     public async idle(): Promise<void> {
         let current: Promise<unknown>;
         do {
-            current = this.queue;
-            await current;
-        } while (current !== this.queue);
+            current = this.latestBatch;
+            await current.catch(() => undefined);
+        } while (current !== this.latestBatch);
     }
 
-    /** Processes `changes` after any batch already in progress, so order holds across batches. */
-    public process(changes: readonly AccountDataChange[]): Promise<BatchResult> {
-        const run = this.queue.then(() => this.processNow(changes));
-        this.queue = run.catch(() => undefined);
-        return run;
+    /**
+     * Starts `changes` behind any earlier changes of the same users; results come in batch order. A batch
+     * that `follows` another (the host module sent it while that one was unanswered) starts only after it.
+     */
+    public async process(changes: readonly AccountDataChange[], follows: number | null = null): Promise<BatchResult> {
+        if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
+        const outcomes = changes.map((change) => this.scheduler.submit(change));
+        // A failure already reported does not hold back what comes after it (that is the retry).
+        const earlier = this.latestSettled ? undefined : this.latestBatch;
+        const result = this.settle(changes, outcomes, earlier);
+        this.latestBatch = result;
+        this.latestSettled = false;
+        const settled = () => {
+            if (this.latestBatch === result) this.latestSettled = true;
+        };
+        result.then(settled, settled);
+        const last = changes.at(-1);
+        if (last) {
+            this.lastStartedSeq = last.seq;
+            const next = this.waitingFor.get(last.seq);
+            this.waitingFor.delete(last.seq);
+            next?.();
+        }
+        return result;
     }
 
-    private async processNow(changes: readonly AccountDataChange[]): Promise<BatchResult> {
-        const slots = new Slots(this.maxInFlight);
-        const lastOfUser = new Map<string, Promise<void>>();
-        const outcomes = changes.map((change) => {
-            const previous = lastOfUser.get(change.userId) ?? Promise.resolve();
-            // If the user's previous change failed, this one must not run ahead of it.
-            const done = previous.then(() => slots.run(() => this.handle(change)));
-            lastOfUser.set(change.userId, done);
-            return done;
+    /** Resolves once the batch ending at `seq` has started; rejects if it does not arrive in time. */
+    private predecessor(seq: number): Promise<void> {
+        return new Promise((resolve, reject) => {
+            if (this.waitingFor.has(seq)) {
+                reject(new BatchFailedError(`Another batch already waits for the batch ending at seq ${seq}`, null));
+                return;
+            }
+            const timer = setTimeout(() => {
+                this.waitingFor.delete(seq);
+                // The host module resends it after the batches before it are answered.
+                reject(new BatchFailedError(`The batch ending at seq ${seq}, sent before this one, never came`, null));
+            }, this.predecessorWaitMs);
+            this.waitingFor.set(seq, () => {
+                clearTimeout(timer);
+                resolve();
+            });
         });
+    }
+
+    private async settle(
+        changes: readonly AccountDataChange[],
+        outcomes: Promise<void>[],
+        earlierBatch: Promise<BatchResult> | undefined,
+    ): Promise<BatchResult> {
         const settled = await Promise.allSettled(outcomes);
+        // Acknowledgements follow the sequence: if the batch before this one failed, so does this one, with
+        // the earlier batch's error and handled prefix (the host module resends from there).
+        await earlierBatch;
         const firstFailure = settled.findIndex((s) => s.status === "rejected");
         if (firstFailure === -1) {
             const last = changes.at(-1);
@@ -107,7 +130,6 @@ export class ChangeProcessor {
         const failed = changes[firstFailure] as AccountDataChange;
         throw new BatchFailedError(`Change seq ${failed.seq} failed: ${reason.message}`, processedThrough);
     }
-
     private async handle(change: AccountDataChange): Promise<void> {
         if (this.recentIds.has(change.id)) return;
         const started = performance.now();

@@ -56,9 +56,9 @@ export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shu
             sendMatrixError(res, 400, "M_NOT_JSON", "Content-Type must be application/json");
             return;
         }
-        let changes;
+        let batch;
         try {
-            changes = parseChangeBatch(req.body);
+            batch = parseChangeBatch(req.body);
         } catch (err) {
             if (!(err instanceof BadFieldError)) throw err;
             metrics.batchesReceived.inc({ result: "rejected" });
@@ -66,7 +66,7 @@ export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shu
             sendMatrixError(res, 400, "M_BAD_JSON", err.message, { field: err.field });
             return;
         }
-        processor.process(changes).then(
+        processor.process(batch.changes, batch.follows).then(
             (result) => {
                 metrics.batchesReceived.inc({ result: "ok" });
                 res.status(200).json({ acknowledged_through: result.acknowledgedThrough });

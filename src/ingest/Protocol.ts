@@ -3,7 +3,11 @@
  *
  *   POST /_account_data_audit/v1/changes
  *   Authorization: Bearer <token>
- *   {"changes": [{"id", "seq", "ts", "user_id", "room_id", "type", "content"}, ...]}
+ *   {"changes": [{"id", "seq", "ts", "user_id", "room_id", "type", "content"}, ...], "follows": 41}
+ *
+ * `follows` (optional) is the last seq of the batch the host module sent just before this one, while that
+ * one is still unanswered: requests on separate connections may arrive out of order, and the appservice
+ * uses it to start them in the host module's order. Absent or null: nothing of the host's is in flight.
  *
  * `content` is the account data's JSON text (a string), exactly as the homeserver recorded it. It travels
  * as text because a JSON object would go through JavaScript's number type on the way in, and an audit
@@ -69,10 +73,16 @@ function parseChange(raw: unknown, field: string): AccountDataChange {
     return { id, seq, ts, userId, roomId, type, content: parsed };
 }
 
+export interface ChangeBatch {
+    changes: AccountDataChange[];
+    /** The last seq of the batch this one must start after, or null. */
+    follows: number | null;
+}
+
 /** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
-export function parseChangeBatch(body: unknown): AccountDataChange[] {
+export function parseChangeBatch(body: unknown): ChangeBatch {
     if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
-    const { changes } = body;
+    const { changes, follows = null } = body;
     if (!Array.isArray(changes)) throw new BadFieldError("changes", "must be a list");
     if (changes.length > MAX_CHANGES_PER_BATCH) {
         throw new BadFieldError("changes", `must hold at most ${MAX_CHANGES_PER_BATCH} changes`);
@@ -83,5 +93,11 @@ export function parseChangeBatch(body: unknown): AccountDataChange[] {
             throw new BadFieldError(`changes[${i}].seq`, "must be greater than the previous change's seq");
         }
     }
-    return parsed;
+    if (follows !== null) {
+        const first = parsed[0]?.seq ?? Number.MAX_SAFE_INTEGER;
+        if (typeof follows !== "number" || !Number.isSafeInteger(follows) || follows < 0 || follows >= first) {
+            throw new BadFieldError("follows", "must be null or a seq lower than the first change's");
+        }
+    }
+    return { changes: parsed, follows };
 }

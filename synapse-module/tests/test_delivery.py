@@ -172,3 +172,89 @@ def test_too_large_batches_are_split() -> None:
     assert posted_seqs(api) == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4]]
     assert db.rows() == []
     api.sleep.assert_not_called()
+
+
+def _held_posts(api: Mock) -> list[defer.Deferred[Any]]:
+    """Makes each POST wait until the test answers it; returns the open answers, oldest first."""
+    pending: list[defer.Deferred[Any]] = []
+
+    def post(_url: str, _body: Any, headers: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        pending.append(d)
+        return d
+
+    api.http_client.post_json_get_json = Mock(side_effect=post)
+    return pending
+
+
+def _recorded(config: AuditModuleConfig, count: int) -> FakeDatabase:
+    db = FakeDatabase()
+    recorder = AccountDataAuditModule(config, make_api(db, worker_name="other"), Mock())
+    for n in range(1, count + 1):
+        change(recorder, n)
+    return db
+
+
+def test_the_next_batch_is_sent_before_the_first_is_answered_and_deleted_in_order() -> None:
+    db = _recorded(CONFIG, 6)
+    api = make_api(db)
+    pending = _held_posts(api)
+    Deliverer(api, CONFIG, Outbox(api)).kick()
+    assert posted_seqs(api) == [[1, 2], [3, 4]]  # two in flight (batches_in_flight defaults to 2)
+    pending[0].callback({})
+    assert posted_seqs(api) == [[1, 2], [3, 4], [5, 6]]
+    assert [r[0] for r in db.rows()] == [3, 4, 5, 6]
+    pending[1].callback({})
+    pending[2].callback({})
+    assert db.rows() == []
+    # Each request names the unanswered one before it, so the appservice can restore the order.
+    follows = [call.args[1].get("follows") for call in api.http_client.post_json_get_json.call_args_list]
+    assert follows == [None, 2, 4]
+
+
+def test_one_batch_in_flight_waits_for_each_answer() -> None:
+    config = AuditModuleConfig(
+        appservice_url="http://as.test", token="tok", batch_size=2, batches_in_flight=1
+    )
+    db = _recorded(config, 4)
+    api = make_api(db)
+    pending = _held_posts(api)
+    Deliverer(api, config, Outbox(api)).kick()
+    assert posted_seqs(api) == [[1, 2]]
+    pending[0].callback({})
+    assert posted_seqs(api) == [[1, 2], [3, 4]]
+
+
+def test_a_failed_batch_waits_for_those_behind_it_then_is_retried_first() -> None:
+    db = _recorded(CONFIG, 4)
+    api = make_api(db)
+    pending = _held_posts(api)
+    Deliverer(api, CONFIG, Outbox(api)).kick()
+    assert posted_seqs(api) == [[1, 2], [3, 4]]
+    refused = b'{"errcode":"M_UNKNOWN","processed_through":null}'
+    pending[0].errback(HttpResponseException(503, "Service Unavailable", refused))
+    assert posted_seqs(api) == [[1, 2], [3, 4]]  # no retry while a later batch is still open
+    api.sleep.assert_not_called()
+    pending[1].errback(HttpResponseException(503, "Service Unavailable", refused))
+    assert api.sleep.call_count == 1
+    assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2]]
+    pending[2].callback({})
+    assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2], [3, 4]]
+    pending[3].callback({})
+    assert db.rows() == []
+    follows = [call.args[1].get("follows") for call in api.http_client.post_json_get_json.call_args_list]
+    assert follows == [None, 2, None, None]  # a retry, and the window after it, start afresh
+
+
+def test_a_later_batch_that_was_acknowledged_is_not_sent_again() -> None:
+    db = _recorded(CONFIG, 4)
+    api = make_api(db)
+    pending = _held_posts(api)
+    Deliverer(api, CONFIG, Outbox(api)).kick()
+    pending[0].errback(ConnectionError("reset"))
+    pending[1].callback({})  # e.g. a restarted appservice took it
+    assert [r[0] for r in db.rows()] == [1, 2]
+    assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2]]
+    pending[2].callback({})
+    assert db.rows() == []
+    assert len(posted_seqs(api)) == 3

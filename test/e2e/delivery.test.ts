@@ -39,6 +39,28 @@ describe(`delivery through outages (${DATABASE})`, () => {
         expect(env.auditor.received).toHaveLength(200);
     });
 
+    it("with max_in_flight 1, posts in exact sequence order, however the users' changes interleave", async () => {
+        await env.appservice.stop();
+        await env.writeAppserviceConfig({
+            ...env.appserviceConfig,
+            sending: { retry_initial_ms: 50, retry_max_ms: 1000, max_in_flight: 1 },
+        });
+        const users = await newUsers(env, "o", 3);
+        // One PUT at a time, so the outbox's order is this order; runs of one user's changes next to
+        // others' (a user's next change waits on its previous one, and must not let another user's go first).
+        const pattern = [0, 0, 1, 0, 2, 2, 1, 1, 1, 0, 2, 0, 0, 0, 1, 2, 2, 2, 0, 1];
+        const expected: string[] = [];
+        for (const [i, u] of pattern.entries()) {
+            const user = users[u] as (typeof users)[number];
+            await user.setAccountData("org.example.order", `{"i":${i}}`);
+            expected.push(`${user.userId} has changed their account data for type org.example.order to: {"i": ${i}}`);
+        }
+        await expect.poll(() => outboxDepth(env), { timeout: 10_000 }).toBe(pattern.length);
+        await env.appservice.start();
+        const events = await env.auditor.waitForMessages(pattern.length, 120_000);
+        expect(events.map((e) => e.content.body)).toEqual(expected);
+    });
+
     it("delivers every change of 50 users writing at once while delivery runs", async () => {
         // Many concurrent callbacks: on PostgreSQL their inserts commit out of order unless the outbox
         // serialises them, and a change recorded "late" must still be delivered.

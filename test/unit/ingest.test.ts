@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { AppService } from "matrix-appservice-bridge";
 import { Registry } from "prom-client";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { BatchFailedError, ChangeProcessor } from "../../src/ingest/ChangeProcessor.js";
 import { addIngestRoutes } from "../../src/ingest/IngestRoute.js";
 import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
@@ -146,6 +146,9 @@ describe("the change endpoint", () => {
         [{ changes: [wireChange(1, { content: "[1]" })] }, "changes[0].content"],
         [{ changes: [wireChange(1, { content: "{" })] }, "changes[0].content"],
         [{ changes: [wireChange(2), wireChange(3), wireChange(3)] }, "changes[2].seq"],
+        [{ changes: [wireChange(2)], follows: "1" }, "follows"],
+        [{ changes: [wireChange(2)], follows: 2 }, "follows"],
+        [{ changes: [wireChange(2)], follows: -1 }, "follows"],
     ])("answers an invalid field with 400 M_BAD_JSON naming it (case %#)", async (body, field) => {
         const res = await post(JSON.stringify(body));
         expect(res.status).toBe(400);
@@ -167,6 +170,16 @@ describe("the change endpoint", () => {
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
     });
 
+    it("starts a batch that overtook the one it follows only after that one", async () => {
+        const later = post(JSON.stringify({ changes: [wireChange(3), wireChange(4)], follows: 2 }));
+        await new Promise((resolve) => setTimeout(resolve, 50)); // it has arrived, and waits
+        expect(dispatched).toEqual([]);
+        const earlier = await post(JSON.stringify({ changes: [wireChange(1), wireChange(2)] }));
+        expect(earlier.json).toEqual({ acknowledged_through: 2 });
+        expect((await later).json).toEqual({ acknowledged_through: 4 });
+        expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
+    });
+
     it("refuses new batches with 503 while shutting down", async () => {
         shutdown.stopping = true;
         const res = await post(JSON.stringify({ changes: [wireChange(1)] }));
@@ -183,7 +196,7 @@ describe("the change endpoint", () => {
 });
 
 describe("ChangeProcessor", () => {
-    it("processes concurrent batches one after the other, in arrival order", async () => {
+    it("keeps one user's order across concurrent batches", async () => {
         const order: number[] = [];
         const processor = new ChangeProcessor({
             dispatch: async (change) => {
@@ -243,6 +256,82 @@ describe("ChangeProcessor", () => {
         expect(events.indexOf("start 3")).toBeGreaterThan(events.indexOf("end 1"));
         expect(maxSeen).toBeGreaterThan(1);
         expect(maxSeen).toBeLessThanOrEqual(4);
+    });
+
+    it("starts the next batch at once but acknowledges batches in order", async () => {
+        const events: string[] = [];
+        let releaseSlow: () => void = () => undefined;
+        const slow = new Promise<void>((resolve) => (releaseSlow = resolve));
+        const processor = new ChangeProcessor(
+            {
+                dispatch: async (change) => {
+                    events.push(`start ${change.seq}`);
+                    if (change.seq === 1) await slow;
+                    events.push(`end ${change.seq}`);
+                },
+            },
+            undefined,
+            4,
+        );
+        const first = processor.process([userChange(1, "@a:x")]);
+        const second = processor.process([userChange(2, "@b:x")]).then((r) => {
+            events.push("ack 2");
+            return r;
+        });
+        await vi.waitFor(() => expect(events).toContain("end 2"));
+        expect(events).not.toContain("ack 2"); // batch 2 is done, but batch 1 is not acknowledged yet
+        releaseSlow();
+        expect(await first).toEqual({ acknowledgedThrough: 1 });
+        expect(await second).toEqual({ acknowledgedThrough: 2 });
+        expect(events).toEqual(["start 1", "start 2", "end 2", "end 1", "ack 2"]);
+        await processor.idle();
+    });
+
+    it("fails a batch behind a failed one, reporting the earlier batch's handled prefix", async () => {
+        const handled: number[] = [];
+        const processor = new ChangeProcessor({
+            dispatch: async (change) => {
+                if (change.seq === 2) throw new Error("no");
+                handled.push(change.seq);
+            },
+        });
+        const first = processor.process([userChange(1, "@a:x"), userChange(2, "@b:x")]).catch((e: unknown) => e);
+        const second = processor.process([userChange(3, "@c:x"), userChange(4, "@b:x")]).catch((e: unknown) => e);
+        expect(((await first) as BatchFailedError).processedThrough).toBe(1);
+        const err = (await second) as BatchFailedError;
+        expect(err).toBeInstanceOf(BatchFailedError);
+        expect(err.processedThrough).toBe(1);
+        expect(err.message).toMatch(/seq 2 failed/);
+        expect(handled.sort()).toEqual([1, 3]); // Bob's seq 4, in the later batch, waited for his failed seq 2
+        // The retry starts afresh: nothing of the failure is left behind.
+        expect(await processor.process([userChange(4, "@b:x")])).toEqual({ acknowledgedThrough: 4 });
+    });
+
+    it("starts batches in the order `follows` gives, whatever order they arrive in", async () => {
+        const handled: number[] = [];
+        const processor = new ChangeProcessor({ dispatch: async (c) => void handled.push(c.seq) }, undefined, 1);
+        const third = processor.process([userChange(5, "@c:x")], 4);
+        const second = processor.process([userChange(3, "@b:x"), userChange(4, "@a:x")], 2);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(handled).toEqual([]);
+        const first = processor.process([userChange(1, "@a:x"), userChange(2, "@b:x")]);
+        expect(await Promise.all([first, second, third])).toEqual([
+            { acknowledgedThrough: 2 },
+            { acknowledgedThrough: 4 },
+            { acknowledgedThrough: 5 },
+        ]);
+        expect(handled).toEqual([1, 2, 3, 4, 5]);
+    });
+
+    it("fails a batch whose predecessor never comes, having handled none of it", async () => {
+        const handled: number[] = [];
+        const processor = new ChangeProcessor({ dispatch: async (c) => void handled.push(c.seq) }, undefined, 8, 20);
+        const err = await processor.process([userChange(5, "@a:x")], 4).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(BatchFailedError);
+        expect((err as BatchFailedError).processedThrough).toBeNull();
+        expect(handled).toEqual([]);
+        // Resent on its own (as the host module does after a failure), it goes through.
+        expect(await processor.process([userChange(5, "@a:x")])).toEqual({ acknowledgedThrough: 5 });
     });
 
     it("never exceeds max in flight", async () => {

@@ -19,6 +19,7 @@ _KNOWN_KEYS = frozenset(
         "registration_file",
         "delivery_instance",
         "batch_size",
+        "batches_in_flight",
         "max_batch_bytes",
         "backoff_initial_seconds",
         "backoff_max_seconds",
@@ -37,6 +38,9 @@ class AuditModuleConfig:
     delivery_instance: str = "master"
     #: Most changes in one request.
     batch_size: int = 100
+    #: Requests sent before the first is answered: the next batch is under way while the appservice
+    #: finishes the last one, so its sends never pause at a batch boundary. 1 sends one at a time.
+    batches_in_flight: int = 2
     #: Soft cap on one request's content bytes; a single larger change is still sent, alone.
     max_batch_bytes: int = 1024 * 1024
     #: First wait after a failed delivery; doubles up to backoff_max_seconds, with jitter.
@@ -123,6 +127,7 @@ def parse_config(config: Any) -> AuditModuleConfig:
         token=token,
         delivery_instance=instance,
         batch_size=_integer(config, "batch_size", 100, 1, 10_000),
+        batches_in_flight=_integer(config, "batches_in_flight", 2, 1, 16),
         max_batch_bytes=_integer(config, "max_batch_bytes", 1024 * 1024, 1024, 1024 * 1024 * 1024),
         backoff_initial_seconds=backoff_initial,
         backoff_max_seconds=backoff_max,

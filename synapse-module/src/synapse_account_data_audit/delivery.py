@@ -1,8 +1,10 @@
-"""Delivers the outbox to the appservice: in sequence order, in batches, one request at a time.
+"""Delivers the outbox to the appservice: in sequence order, in batches, a few requests at a time.
 
 The loop is woken by each new change (``kick``), so delivery does not wait for a timer; a slow poll is
-only a safety net for changes it was not told about (e.g. those left over from before a restart). On any
-failure it backs off (capped exponential, with jitter) and sends the same batch again; it never drops a
+only a safety net for changes it was not told about (e.g. those left over from before a restart). Up to
+``batches_in_flight`` batches are sent before the first is answered, so the appservice always has the next
+batch in hand (it acknowledges them in order). On any failure it lets the batches in flight finish, backs
+off (capped exponential, with jitter) and sends the first unacknowledged batch again; it never drops a
 change. Rows are deleted only once the appservice has acknowledged them.
 """
 
@@ -12,11 +14,13 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 from synapse.api.errors import HttpResponseException
-from synapse.module_api import ModuleApi
+from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
+from twisted.internet import defer
 
 from . import outbox
 from .config import AuditModuleConfig
@@ -83,14 +87,14 @@ class Deliverer:
         try:
             while True:
                 self._more = False
-                rows = await self._outbox.fetch_batch(self._config.batch_size, self._config.max_batch_bytes)
-                if not rows:
-                    await self.refresh_stats(force=True)
-                    if self._more:
-                        continue
-                    return
-                await self._deliver(rows)
-                await self.refresh_stats()
+                failed = await self._send_pipelined()
+                if failed is not None:
+                    await self._deliver(*failed)
+                    continue
+                await self.refresh_stats(force=True)
+                if self._more:
+                    continue
+                return
         except Exception:
             # Only database trouble gets here (delivery errors are retried inside); the next kick or
             # poll starts again.
@@ -98,53 +102,100 @@ class Deliverer:
         finally:
             self._running = False
 
-    async def _deliver(self, rows: list[outbox.OutboxRow]) -> None:
-        """Sends ``rows`` until the appservice acknowledges them, then deletes them."""
+    async def _send_pipelined(self) -> tuple[list[outbox.OutboxRow], Exception] | None:
+        """Sends the outbox, keeping up to ``batches_in_flight`` requests open, until it is empty.
+
+        Returns the first batch that failed (after the later ones in flight have finished), or None."""
+        in_flight: deque[tuple[list[outbox.OutboxRow], defer.Deferred[Exception | None]]] = deque()
+        after_seq = 0
+        failed: tuple[list[outbox.OutboxRow], Exception] | None = None
+        while True:
+            if failed is None and len(in_flight) < self._config.batches_in_flight:
+                rows = await self._outbox.fetch_batch(
+                    self._config.batch_size, self._config.max_batch_bytes, after_seq
+                )
+                if rows:
+                    # ``follows`` lets the appservice start the batches in this order even if the requests,
+                    # on separate connections, arrive the other way round.
+                    follows = after_seq if in_flight else None
+                    in_flight.append((rows, run_in_background(self._post, rows, follows)))
+                    after_seq = rows[-1].seq
+                    continue
+            if not in_flight:
+                return failed
+            rows, answer = in_flight.popleft()
+            error = await make_deferred_yieldable(answer)
+            if error is None:
+                await self._delete(rows)
+            elif failed is None:
+                # Later batches fail behind this one at the appservice (acknowledgements are in order);
+                # wait for their answers, then retry from here.
+                failed = (rows, error)
+            await self.refresh_stats()
+
+    async def _post(self, rows: list[outbox.OutboxRow], follows: int | None = None) -> Exception | None:
+        """One request; the error instead of raising it, so an unawaited failure is never left dangling."""
+        body: dict[str, Any] = {"changes": [row.to_wire() for row in rows]}
+        if follows is not None:
+            body["follows"] = follows
+        try:
+            await self._api.http_client.post_json_get_json(
+                self._config.changes_url, body, headers=self._headers
+            )
+        except Exception as e:
+            return e
+        return None
+
+    async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:
+        """After ``rows`` failed with ``error``: backs off and sends them until acknowledged, then deletes
+        them. A 413 halves the batch at once (the rest follow in the next batches)."""
         attempt = 0
         while rows:
-            body: dict[str, Any] = {"changes": [row.to_wire() for row in rows]}
-            try:
-                await self._api.http_client.post_json_get_json(
-                    self._config.changes_url, body, headers=self._headers
-                )
-                await self._delete(rows)
-                return
-            except HttpResponseException as e:
-                done = _processed_through(e)
+            if isinstance(error, HttpResponseException):
+                done = _processed_through(error)
                 logger.warning(
                     "Appservice refused %d account-data changes (seq %d-%d): %s %s",
                     len(rows),
                     rows[0].seq,
                     rows[-1].seq,
-                    e.code,
-                    e.msg,
+                    error.code,
+                    error.msg,
                 )
                 if done is not None and done >= rows[0].seq:
                     await self._delete([row for row in rows if row.seq <= done])
                     rows = [row for row in rows if row.seq > done]
-                if e.code == 413 and len(rows) > 1:
-                    # Too large together: send fewer at once (the rest follow in the next batches).
-                    rows = rows[: len(rows) // 2]
-                    continue
-            except Exception as e:
+                too_large = error.code == 413 and len(rows) > 1
+            else:
                 logger.warning(
                     "Could not deliver %d account-data changes (seq %d-%d) to %s: %s",
                     len(rows),
                     rows[0].seq,
                     rows[-1].seq,
                     self._config.changes_url,
-                    e,
+                    error,
                 )
-            FAILURES.inc()
-            delay = backoff_delay(
-                attempt,
-                self._config.backoff_initial_seconds,
-                self._config.backoff_max_seconds,
-                self._rand,
-            )
-            attempt += 1
-            await self.refresh_stats()
-            await self._api.sleep(delay)
+                too_large = False
+            if too_large:
+                # Too large together: send fewer at once.
+                rows = rows[: len(rows) // 2]
+            elif rows:
+                FAILURES.inc()
+                delay = backoff_delay(
+                    attempt,
+                    self._config.backoff_initial_seconds,
+                    self._config.backoff_max_seconds,
+                    self._rand,
+                )
+                attempt += 1
+                await self.refresh_stats()
+                await self._api.sleep(delay)
+            if not rows:
+                return
+            next_error = await self._post(rows)
+            if next_error is None:
+                await self._delete(rows)
+                return
+            error = next_error
 
     async def _delete(self, delivered: list[outbox.OutboxRow]) -> None:
         if delivered:

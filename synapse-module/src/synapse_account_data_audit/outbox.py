@@ -108,13 +108,15 @@ def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
         )
 
 
-def fetch_batch_txn(txn: LoggingTransaction, limit: int, max_bytes: int) -> list[OutboxRow]:
-    """The oldest changes, in sequence order: at most ``limit`` rows and about ``max_bytes`` of content
-    (always at least one row, however large)."""
+def fetch_batch_txn(
+    txn: LoggingTransaction, limit: int, max_bytes: int, after_seq: int = 0
+) -> list[OutboxRow]:
+    """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
+    ``max_bytes`` of content (always at least one row, however large)."""
     txn.execute(
         f"SELECT seq, change_id, user_id, room_id, account_data_type, content, created_ts"
-        f" FROM {TABLE} ORDER BY seq ASC LIMIT ?",
-        (limit,),
+        f" FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        (after_seq, limit),
     )
     rows: list[OutboxRow] = []
     total = 0
@@ -165,10 +167,10 @@ class Outbox:
         await self.ensure_table()
         await self._api.run_db_interaction("account_data_audit_record", insert_many_txn, changes)
 
-    async def fetch_batch(self, limit: int, max_bytes: int) -> list[OutboxRow]:
+    async def fetch_batch(self, limit: int, max_bytes: int, after_seq: int = 0) -> list[OutboxRow]:
         await self.ensure_table()
         return await self._api.run_db_interaction(
-            "account_data_audit_fetch", fetch_batch_txn, limit, max_bytes
+            "account_data_audit_fetch", fetch_batch_txn, limit, max_bytes, after_seq
         )
 
     async def delete_range(self, first_seq: int, last_seq: int) -> None:

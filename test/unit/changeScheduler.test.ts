@@ -1,0 +1,82 @@
+import { describe, expect, it } from "vitest";
+import { ChangeScheduler } from "../../src/ingest/ChangeScheduler.js";
+import type { AccountDataChange } from "../../src/modules/ModuleHost.js";
+
+const change = (seq: number, user: string) =>
+    ({ id: `i${seq}`, seq, ts: 0, userId: user, roomId: null, type: "t" }) as AccountDataChange;
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("ChangeScheduler", () => {
+    it("with one at a time, runs changes in exact seq order, even when a user has several in a row", async () => {
+        const order: number[] = [];
+        const scheduler = new ChangeScheduler(1, async (c) => {
+            await tick();
+            order.push(c.seq);
+        });
+        // A bad mix for first-come-first-served: @a's second change waits on its first while @b's is queued.
+        const users = ["@a:x", "@a:x", "@b:x", "@a:x", "@c:x", "@c:x", "@b:x"];
+        await Promise.all(users.map((u, i) => scheduler.submit(change(i + 1, u))));
+        expect(order).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    });
+
+    it("keeps exact seq order with one at a time over many users (random mix)", async () => {
+        const order: number[] = [];
+        const scheduler = new ChangeScheduler(1, async (c) => {
+            if (c.seq % 3 === 0) await tick();
+            order.push(c.seq);
+        });
+        let seed = 7;
+        const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+        const all = Array.from({ length: 500 }, (_, i) => change(i + 1, `@u${Math.floor(random() * 7)}:x`));
+        await Promise.all(all.map((c) => scheduler.submit(c)));
+        expect(order).toEqual(all.map((c) => c.seq));
+    });
+
+    it("overlaps users up to the limit, one change per user at a time, lowest free seq first", async () => {
+        const started: number[] = [];
+        const release = new Map<number, () => void>();
+        const scheduler = new ChangeScheduler(2, (c) => {
+            started.push(c.seq);
+            return new Promise<void>((resolve) => release.set(c.seq, resolve));
+        });
+        const done = [
+            change(1, "@a:x"),
+            change(2, "@a:x"),
+            change(3, "@b:x"),
+            change(4, "@c:x"),
+            change(5, "@a:x"),
+        ].map((c) => scheduler.submit(c));
+        expect(started).toEqual([1, 3]); // 2 waits for @a's 1
+        release.get(3)?.();
+        await tick();
+        expect(started).toEqual([1, 3, 4]);
+        release.get(1)?.();
+        await tick();
+        expect(started).toEqual([1, 3, 4, 2]);
+        release.get(4)?.();
+        release.get(2)?.();
+        await tick();
+        expect(started).toEqual([1, 3, 4, 2, 5]);
+        release.get(5)?.();
+        await Promise.all(done);
+    });
+
+    it("fails a user's waiting changes with the error of the one that failed, and no one else's", async () => {
+        const ran: number[] = [];
+        const scheduler = new ChangeScheduler(4, async (c) => {
+            await tick();
+            if (c.seq === 1) throw new Error("refused");
+            ran.push(c.seq);
+        });
+        const results = await Promise.allSettled(
+            [change(1, "@a:x"), change(2, "@b:x"), change(3, "@a:x")].map((c) => scheduler.submit(c)),
+        );
+        expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "rejected"]);
+        expect((results[2] as PromiseRejectedResult).reason).toEqual(new Error("refused"));
+        expect(ran).toEqual([2]);
+        // Submitted again (the retry), it runs.
+        await scheduler.submit(change(3, "@a:x"));
+        expect(ran).toEqual([2, 3]);
+    });
+});
