@@ -27,8 +27,8 @@ const SIZES = QUICK
 
 /**
  * "ours" runs the whole pipeline (the audit events are sent while the PUTs are measured, competing for the
- * same two cores); "ours-queued" has the appservice stopped, so only the callback's own cost (one outbox
- * insert) is on the request path: the figure the ≤ 1 ms target is about.
+ * same two cores); "ours-queued" has the appservice stopped, so only the callback's own cost is on the
+ * request path: the figure the ≤ 1 ms target is about.
  */
 type Setup = "none" | "seed" | "ours" | "ours-queued";
 const SETUP_NAMES: Record<Setup, string> = {
@@ -43,53 +43,125 @@ interface PutCost {
     concurrent20: Percentiles;
 }
 
-async function measurePutCost(setup: Setup): Promise<PutCost> {
-    log(`PUT cost: Synapse with ${SETUP_NAMES[setup]}`);
-    const env = await createTestEnv({
-        database: DATABASE,
-        hostModule: setup === "ours-queued" ? "ours" : setup,
-        startAppservice: setup !== "ours-queued",
-    });
-    try {
-        const users = await Promise.all(Array.from({ length: 20 }, (_, i) => env.newUser(`p${i}`)));
-        const put = (user: MatrixHttp, i: number) => user.setAccountData("org.bench.setting", `{"n":${i},"v":1.5}`);
-        await timed(100, 1, (i) => put(users[0] as MatrixHttp, i)); // warm up
-        const sequential = await timed(SIZES.puts, 1, (i) => put(users[0] as MatrixHttp, i));
-        const concurrent = await timed(SIZES.puts, 20, (i) => put(users[i % 20] as MatrixHttp, i));
-        return { sequential: percentiles(sequential), concurrent20: percentiles(concurrent) };
-    } finally {
-        await env.tearDown();
-    }
+interface PutTarget {
+    setup: Setup;
+    env: TestEnv;
+    users: MatrixHttp[];
+    sequential: number[];
+    concurrent: number[];
 }
 
-interface SendLimit {
-    /** The best rate over all concurrencies (what the issue calls the limit). */
-    best: number;
-    byConcurrency: Record<string, { eventsPerSecond: number; forwardExtremitiesAfter: number }>;
+/** A seeded shuffle, so each round visits the setups in a different order (and runs repeat exactly). */
+function shuffled<T>(items: readonly T[], round: number): T[] {
+    const out = [...items];
+    let seed = round * 7919 + 17;
+    for (let i = out.length - 1; i > 0; i--) {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        const j = seed % (i + 1);
+        [out[i], out[j]] = [out[j] as T, out[i] as T];
+    }
+    return out;
 }
 
 /**
- * PUT /send from the appservice sender into one room, at several concurrencies. After each level, the
- * room's forward extremities: concurrent sends into one room fork its event graph (each event is created
- * on the same predecessors), which is why our delivery sends one at a time.
+ * PUT latency on several Synapse setups running side by side, measured in alternation: sequential PUTs go
+ * round the setups one at a time (in a shuffled order each round), concurrent ones in rounds of 100 per
+ * setup. Setups measured minutes apart drift by more than the callback costs on these shared machines;
+ * alternating puts every setup in the same conditions. A setup's background work after a sequential PUT
+ * (our outbox write) then overlaps the next setup's PUT rather than its own next one; the concurrency-20
+ * figures, where a setup's PUTs run together, include it.
  */
-async function measureSendLimit(env: TestEnv): Promise<SendLimit> {
-    const asToken = env.registration.getAppServiceToken() as string;
-    const asUser = `user_id=${encodeURIComponent(env.senderUserId)}`;
-    // A room like the audit room (the sender and the auditor in it: each member adds work per event) but
-    // of its own: forks made at high concurrency would otherwise slow the throughput phase's sends.
+async function measurePutCosts(setups: readonly Setup[]): Promise<Partial<Record<Setup, PutCost>>> {
+    log(`PUT cost, in alternation: ${setups.map((s) => SETUP_NAMES[s]).join("; ")}`);
+    const targets: PutTarget[] = [];
+    try {
+        for (const setup of setups) {
+            const env = await createTestEnv({
+                database: DATABASE,
+                hostModule: setup === "ours-queued" ? "ours" : setup,
+                startAppservice: setup !== "ours-queued",
+            });
+            targets.push({ setup, env, users: [], sequential: [], concurrent: [] });
+            const users = await Promise.all(Array.from({ length: 20 }, (_, i) => env.newUser(`p${i}`)));
+            targets[targets.length - 1]?.users.push(...users);
+        }
+        const put = (user: MatrixHttp, i: number) => user.setAccountData("org.bench.setting", `{"n":${i},"v":1.5}`);
+        for (const t of targets) await timed(100, 1, (i) => put(t.users[0] as MatrixHttp, i)); // warm up
+        for (let i = 0; i < SIZES.puts; i++) {
+            for (const t of shuffled(targets, i))
+                t.sequential.push(...(await timed(1, 1, () => put(t.users[0] as MatrixHttp, i))));
+        }
+        const perRound = Math.min(100, SIZES.puts);
+        for (let round = 0; round < SIZES.puts / perRound; round++) {
+            for (const t of shuffled(targets, round)) {
+                t.concurrent.push(...(await timed(perRound, 20, (i) => put(t.users[i % 20] as MatrixHttp, i))));
+                if (t.setup === "ours") await waitForOutboxDepth(t.env, 0); // its deliveries stay in its turn
+            }
+        }
+        return Object.fromEntries(
+            targets.map((t) => [
+                t.setup,
+                { sequential: percentiles(t.sequential), concurrent20: percentiles(t.concurrent) },
+            ]),
+        );
+    } finally {
+        for (const t of targets) await t.env.tearDown();
+    }
+}
+
+/** A room's forward extremities above this mean it is forking: Synapse merges at most 10 per new event. */
+const HEALTHY_EXTREMITIES = 10;
+
+interface SendLevel {
+    eventsPerSecond: number;
+    forwardExtremitiesAfter: number;
+    /** Synapse's CPU time per event (user + system). */
+    synapseCpuMsPerEvent: number;
+}
+
+interface SendLimit {
+    /** The best rate at a concurrency that leaves the room healthy: what the throughput is compared with. */
+    best: number;
+    bestConcurrency: number;
+    /** The best rate at any concurrency, even one that forks the room. */
+    bestForking: number;
+    byConcurrency: Record<string, SendLevel>;
+}
+
+function cpuSeconds(pid: number | undefined): number {
+    if (pid === undefined) return NaN;
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+}
+
+async function probeRoom(env: TestEnv, asToken: string, asUser: string, name: string): Promise<string> {
+    // A room like the audit room (the sender and the auditor in it: each member adds work per event).
     const created = await fetch(`${env.synapse.baseUrl}/_matrix/client/v3/createRoom?${asUser}`, {
         method: "POST",
         headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ preset: "private_chat", name: "send limit probe", invite: [env.auditor.http.userId] }),
+        body: JSON.stringify({ preset: "private_chat", name, invite: [env.auditor.http.userId] }),
     });
     if (!created.ok) throw new Error(`createRoom failed: ${created.status} ${await created.text()}`);
     const roomId = ((await created.json()) as { room_id: string }).room_id;
     await env.auditor.http.join(roomId);
-    const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message`;
+    return roomId;
+}
+
+/**
+ * PUT /send from the appservice sender into one room, at several concurrencies, each in a fresh room like
+ * the audit room. After each level, that room's forward extremities: concurrent sends create events on the
+ * same predecessors, forking the event graph, and Synapse merges at most 10 branches per new event, so
+ * above 10 concurrent sends the branches pile up for good (every later event in the room pays for them).
+ */
+async function measureSendLimit(env: TestEnv): Promise<SendLimit> {
+    const asToken = env.registration.getAppServiceToken() as string;
+    const asUser = `user_id=${encodeURIComponent(env.senderUserId)}`;
     const byConcurrency: SendLimit["byConcurrency"] = {};
     let counter = 0;
-    for (const concurrency of [1, 2, 4, 8, 16, 32]) {
+    for (const concurrency of [1, 2, 4, 8, 10, 16, 32]) {
+        const roomId = await probeRoom(env, asToken, asUser, `send limit probe ${concurrency}`);
+        const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message`;
+        const cpuBefore = cpuSeconds(env.synapse.pid);
         const started = performance.now();
         await timed(SIZES.sendEvents, concurrency, async () => {
             const txn = `limit.${Date.now()}.${counter++}`;
@@ -102,15 +174,25 @@ async function measureSendLimit(env: TestEnv): Promise<SendLimit> {
             await res.body?.cancel();
         });
         const eventsPerSecond = Math.round(SIZES.sendEvents / ((performance.now() - started) / 1000));
-        const rows = await env.synapse.query(
-            `SELECT COUNT(*) FROM event_forward_extremities WHERE room_id = '${env.auditRoomId}'`,
-        );
-        byConcurrency[concurrency] = { eventsPerSecond, forwardExtremitiesAfter: Number(rows[0]?.[0]) };
+        const synapseCpuMsPerEvent = round2(((cpuSeconds(env.synapse.pid) - cpuBefore) * 1000) / SIZES.sendEvents);
+        const extremities = await forwardExtremities(env, roomId);
+        byConcurrency[concurrency] = { eventsPerSecond, forwardExtremitiesAfter: extremities, synapseCpuMsPerEvent };
         log(
-            `  raw send at concurrency ${concurrency}: ${eventsPerSecond} events/s, ${rows[0]?.[0]} forward extremities`,
+            `  raw send at concurrency ${concurrency}: ${eventsPerSecond} events/s, ${extremities} forward extremities, ` +
+                `Synapse ${synapseCpuMsPerEvent} ms CPU/event`,
         );
     }
-    return { best: Math.max(...Object.values(byConcurrency).map((c) => c.eventsPerSecond)), byConcurrency };
+    const levels = Object.entries(byConcurrency);
+    const healthy = levels.filter(([, l]) => l.forwardExtremitiesAfter <= HEALTHY_EXTREMITIES);
+    const [bestConcurrency, bestLevel] = healthy.reduce((a, b) =>
+        b[1].eventsPerSecond > a[1].eventsPerSecond ? b : a,
+    );
+    return {
+        best: bestLevel.eventsPerSecond,
+        bestConcurrency: Number(bestConcurrency),
+        bestForking: Math.max(...levels.map(([, l]) => l.eventsPerSecond)),
+        byConcurrency,
+    };
 }
 
 /**
@@ -124,8 +206,10 @@ interface Throughput {
     /** From the first PUT until the outbox is empty (every audit event is in the room). */
     seconds: number;
     perSecond: number;
+    /** The PUTs alone: until the last one returned (Synapse is busy with them, and delivers little). */
+    puts: { seconds: number; synapseCpuSeconds: number };
     /** Delivery alone: changes left when the last PUT returned, over the time they took to empty. */
-    drain: { changes: number; seconds: number; perSecond: number };
+    drain: { changes: number; seconds: number; perSecond: number; synapseCpuMsPerChange: number };
     /** The audit room's forward extremities once all is posted (concurrent sends fork the event graph). */
     forwardExtremitiesAfter: number;
 }
@@ -140,6 +224,7 @@ async function measureThroughput(env: TestEnv): Promise<Throughput> {
     const before = (await env.auditor.allMessages()).length;
     const total = SIZES.burstUsers * SIZES.burstPerUser;
     log(`Throughput: ${total} changes by ${SIZES.burstUsers} users`);
+    const cpuStart = cpuSeconds(env.synapse.pid);
     const started = performance.now();
     await Promise.all(
         users.map(async (user) => {
@@ -147,9 +232,11 @@ async function measureThroughput(env: TestEnv): Promise<Throughput> {
         }),
     );
     const putsDone = performance.now();
+    const cpuPutsDone = cpuSeconds(env.synapse.pid);
     const leftAfterPuts = await outboxDepth(env);
     while ((await outboxDepth(env)) > 0) await new Promise((resolve) => setTimeout(resolve, 200));
     const done = performance.now();
+    const cpuDone = cpuSeconds(env.synapse.pid);
     const posted = (await env.auditor.allMessages()).length - before;
     if (posted !== total) throw new Error(`expected ${total} audit messages, found ${posted}`);
     const seconds = (done - started) / 1000;
@@ -161,10 +248,12 @@ async function measureThroughput(env: TestEnv): Promise<Throughput> {
         changes: total,
         seconds: round2(seconds),
         perSecond: Math.round(total / seconds),
+        puts: { seconds: round2((putsDone - started) / 1000), synapseCpuSeconds: round2(cpuPutsDone - cpuStart) },
         drain: {
             changes: leftAfterPuts,
             seconds: round2(drainSeconds),
             perSecond: Math.round(leftAfterPuts / drainSeconds),
+            synapseCpuMsPerChange: round2(((cpuDone - cpuPutsDone) * 1000) / Math.max(1, leftAfterPuts)),
         },
         forwardExtremitiesAfter: await forwardExtremities(env),
     };
@@ -296,14 +385,29 @@ async function waitForOutboxDepth(env: TestEnv, depth: number): Promise<void> {
     while ((await outboxDepth(env).catch(() => -1)) !== depth) await new Promise((r) => setTimeout(r, 50));
 }
 
+/** `--only=limit,throughput`: run just those phases and print their figures (for experiments; writes nothing). */
+async function mainOnly(phases: string[]): Promise<void> {
+    const env = await createTestEnv({ database: DATABASE });
+    try {
+        const out: Record<string, unknown> = {};
+        if (phases.includes("limit")) out.limit = await measureSendLimit(env);
+        if (phases.includes("throughput")) out.throughput = await measureThroughput(env);
+        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } finally {
+        await env.tearDown();
+    }
+}
+
 async function main(): Promise<void> {
+    const only = process.argv.find((a) => a.startsWith("--only="));
+    if (only) return mainOnly(only.slice("--only=".length).split(","));
     const started = new Date();
-    const cost: Record<Setup, PutCost> = {
-        none: await measurePutCost("none"),
-        seed: await measurePutCost("seed"),
-        ours: await measurePutCost("ours"),
-        "ours-queued": await measurePutCost("ours-queued"),
-    };
+    // The issue's three setups in alternation; "ours, delivering" on its own after (its deliveries would
+    // otherwise run during the other setups' PUTs), compared with the same "no module" figures.
+    const cost = {
+        ...(await measurePutCosts(["none", "seed", "ours-queued"])),
+        ...(await measurePutCosts(["ours"])),
+    } as Record<Setup, PutCost>;
     const env = await createTestEnv({ database: DATABASE });
     let limit, throughput, freshness;
     try {
@@ -348,8 +452,10 @@ async function main(): Promise<void> {
         throughput: {
             ...throughput,
             ratioToLimit: round2(throughput.perSecond / limit.best),
-            drainRatioToSequentialLimit: round2(
-                throughput.drain.perSecond / (limit.byConcurrency["1"]?.eventsPerSecond ?? NaN),
+            drainRatioToLimit: round2(throughput.drain.perSecond / limit.best),
+            // Delivery sends `sending.max_in_flight` (default 8) at once: the raw rate at that concurrency.
+            drainRatioToLimitAtConcurrency8: round2(
+                throughput.drain.perSecond / (limit.byConcurrency["8"]?.eventsPerSecond ?? NaN),
             ),
         },
         freshnessMs: {

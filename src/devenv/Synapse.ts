@@ -191,6 +191,11 @@ export class SynapseHomeserver {
         );
     }
 
+    /** The running Synapse's process ID (the benchmark reads its CPU time). */
+    public get pid(): number | undefined {
+        return this.process?.pid;
+    }
+
     /** The last lines of homeserver.log, for error messages. */
     public logTail(lines = 40): string {
         if (!existsSync(this.logPath)) return "";
