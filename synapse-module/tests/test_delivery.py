@@ -34,6 +34,19 @@ def posted_seqs(api: Mock) -> list[list[int]]:
     ]
 
 
+def _held_posts(api: Mock) -> list[defer.Deferred[Any]]:
+    """Makes each POST wait until the test answers it; returns the open answers, oldest first."""
+    pending: list[defer.Deferred[Any]] = []
+
+    def post(_url: str, _body: Any, headers: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        pending.append(d)
+        return d
+
+    api.http_client.post_json_get_json = Mock(side_effect=post)
+    return pending
+
+
 def test_registers_callback_poll_and_startup_kick_on_the_delivery_instance() -> None:
     _db, api, module = build()
     api.register_account_data_callbacks.assert_called_once_with(
@@ -85,14 +98,7 @@ def test_callback_never_awaits_the_network() -> None:
 
 def test_changes_during_delivery_are_sent_next_in_order_and_in_batches() -> None:
     db, api, module = build()
-    pending: list[defer.Deferred[Any]] = []
-
-    def post(_url: str, _body: Any, headers: Any) -> defer.Deferred[Any]:
-        d: defer.Deferred[Any] = defer.Deferred()
-        pending.append(d)
-        return d
-
-    api.http_client.post_json_get_json = Mock(side_effect=post)
+    pending = _held_posts(api)
     for n in range(1, 6):
         change(module, n)
     assert posted_seqs(api) == [[1]]  # the others arrived while seq 1 was in flight
@@ -172,19 +178,6 @@ def test_too_large_batches_are_split() -> None:
     assert posted_seqs(api) == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4]]
     assert db.rows() == []
     api.sleep.assert_not_called()
-
-
-def _held_posts(api: Mock) -> list[defer.Deferred[Any]]:
-    """Makes each POST wait until the test answers it; returns the open answers, oldest first."""
-    pending: list[defer.Deferred[Any]] = []
-
-    def post(_url: str, _body: Any, headers: Any) -> defer.Deferred[Any]:
-        d: defer.Deferred[Any] = defer.Deferred()
-        pending.append(d)
-        return d
-
-    api.http_client.post_json_get_json = Mock(side_effect=post)
-    return pending
 
 
 def _recorded(config: AuditModuleConfig, count: int) -> FakeDatabase:
