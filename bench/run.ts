@@ -187,8 +187,9 @@ async function measureSendLevels(env: TestEnv, concurrencies: number[]): Promise
 
 /**
  * The levels that keep the room healthy (up to 10) on one fresh homeserver, the contenders first; 16 and 32,
- * which fork the room, on another. A homeserver that has just taken thousands of sends into forked rooms
- * stays slower afterwards (seen: delivery at 35/s after them, 53/s without), so no phase follows them.
+ * which fork the room, on another. A homeserver that had just run all the levels (7,000 sends, two rooms
+ * forked) delivered slower afterwards (seen: 35/s after them, 53/s without; one forked room alone did not do
+ * it, and the cause is not known), so no phase follows them.
  */
 async function measureSendLimit(): Promise<SendLimit> {
     const byConcurrency: SendLimit["byConcurrency"] = {};
