@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.js";
-import type { MatrixHttp, RoomEvent } from "../lib/devenv/MatrixHttp.js";
+import { MatrixHttp, type RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
 import { log, percentiles, type Percentiles, timed } from "./stats.ts";
 
@@ -81,9 +81,9 @@ async function measurePutCosts(setups: readonly Setup[]): Promise<Partial<Record
                 hostModule: setup === "ours-queued" ? "ours" : setup,
                 startAppservice: setup !== "ours-queued",
             });
-            targets.push({ setup, env, users: [], sequential: [], concurrent: [] });
-            const users = await Promise.all(Array.from({ length: 20 }, (_, i) => env.newUser(`p${i}`)));
-            targets[targets.length - 1]?.users.push(...users);
+            const target: PutTarget = { setup, env, users: [], sequential: [], concurrent: [] };
+            targets.push(target); // before the users, so a failure below still tears the env down
+            target.users = await Promise.all(Array.from({ length: 20 }, (_, i) => env.newUser(`p${i}`)));
         }
         const put = (user: MatrixHttp, i: number) => user.setAccountData("org.bench.setting", `{"n":${i},"v":1.5}`);
         for (const t of targets) await timed(100, 1, (i) => put(t.users[0] as MatrixHttp, i)); // warm up
@@ -134,17 +134,9 @@ function cpuSeconds(pid: number | undefined): number {
     return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
 
-async function probeRoom(env: TestEnv, asToken: string, asUser: string, name: string): Promise<string> {
-    // A room like the audit room (the sender and the auditor in it: each member adds work per event).
-    const created = await fetch(`${env.synapse.baseUrl}/_matrix/client/v3/createRoom?${asUser}`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ preset: "private_chat", name, invite: [env.auditor.http.userId] }),
-    });
-    if (!created.ok) throw new Error(`createRoom failed: ${created.status} ${await created.text()}`);
-    const roomId = ((await created.json()) as { room_id: string }).room_id;
-    await env.auditor.http.join(roomId);
-    return roomId;
+/** The appservice's sender, as a client (the appservice token acts as its `sender_localpart` user). */
+function senderClient(env: TestEnv): MatrixHttp {
+    return new MatrixHttp(env.synapse.baseUrl, env.senderUserId, env.registration.getAppServiceToken() as string);
 }
 
 /**
@@ -154,25 +146,19 @@ async function probeRoom(env: TestEnv, asToken: string, asUser: string, name: st
  * above 10 concurrent sends the branches pile up for good (every later event in the room pays for them).
  */
 async function measureSendLevels(env: TestEnv, concurrencies: number[]): Promise<SendLimit["byConcurrency"]> {
-    const asToken = env.registration.getAppServiceToken() as string;
-    const asUser = `user_id=${encodeURIComponent(env.senderUserId)}`;
+    const sender = senderClient(env);
     const byConcurrency: SendLimit["byConcurrency"] = {};
-    let counter = 0;
     for (const concurrency of concurrencies) {
-        const roomId = await probeRoom(env, asToken, asUser, `send limit probe ${concurrency}`);
-        const base = `${env.synapse.baseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message`;
+        // A room like the audit room (the sender and the auditor in it: each member adds work per event).
+        const roomId = await sender.createRoom({
+            preset: "private_chat",
+            name: `send limit probe ${concurrency}`,
+            invite: [env.auditor.http.userId],
+        });
+        await env.auditor.http.join(roomId);
         const cpuBefore = cpuSeconds(env.synapse.pid);
         const started = performance.now();
-        await timed(SIZES.sendEvents, concurrency, async () => {
-            const txn = `limit.${Date.now()}.${counter++}`;
-            const res = await fetch(`${base}/${txn}?${asUser}`, {
-                method: "PUT",
-                headers: { Authorization: `Bearer ${asToken}`, "Content-Type": "application/json" },
-                body: JSON.stringify({ msgtype: "m.text", body: `limit probe ${counter}` }),
-            });
-            if (!res.ok) throw new Error(`send failed: ${res.status} ${await res.text()}`);
-            await res.body?.cancel();
-        });
+        await timed(SIZES.sendEvents, concurrency, (i) => sender.sendText(roomId, `limit probe ${i}`));
         const eventsPerSecond = Math.round(SIZES.sendEvents / ((performance.now() - started) / 1000));
         const synapseCpuMsPerEvent = round2(((cpuSeconds(env.synapse.pid) - cpuBefore) * 1000) / SIZES.sendEvents);
         const extremities = await forwardExtremities(env, roomId);

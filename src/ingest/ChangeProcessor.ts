@@ -39,9 +39,8 @@ export interface BatchResult {
 
 export class ChangeProcessor {
     private readonly scheduler: ChangeScheduler;
-    /** The latest batch's result: a batch is acknowledged only after every earlier one still running. */
-    private latestBatch: Promise<BatchResult> = Promise.resolve({ acknowledgedThrough: null });
-    private latestSettled = true;
+    /** The latest batch's result while it runs: a batch is acknowledged only after the one before it. */
+    private running: Promise<BatchResult> | undefined;
     /** The last seq of the latest batch started, and the batches waiting for theirs (by `follows`). */
     private lastStartedSeq: number | null = null;
     private readonly waitingFor = new Map<number, () => void>();
@@ -58,11 +57,7 @@ export class ChangeProcessor {
 
     /** Resolves when no batch is being processed. */
     public async idle(): Promise<void> {
-        let current: Promise<unknown>;
-        do {
-            current = this.latestBatch;
-            await current.catch(() => undefined);
-        } while (current !== this.latestBatch);
+        while (this.running) await this.running.catch(() => undefined);
     }
 
     /**
@@ -72,15 +67,14 @@ export class ChangeProcessor {
     public async process(changes: readonly AccountDataChange[], follows: number | null = null): Promise<BatchResult> {
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
         const outcomes = changes.map((change) => this.scheduler.submit(change));
-        // A failure already reported does not hold back what comes after it (that is the retry).
-        const earlier = this.latestSettled ? undefined : this.latestBatch;
-        const result = this.settle(changes, outcomes, earlier);
-        this.latestBatch = result;
-        this.latestSettled = false;
-        const settled = () => {
-            if (this.latestBatch === result) this.latestSettled = true;
+        // Only a batch still running holds this one back: a failure already reported does not (the batch
+        // after it is the retry).
+        const result = this.settle(changes, outcomes, this.running);
+        this.running = result;
+        const finished = () => {
+            if (this.running === result) this.running = undefined;
         };
-        result.then(settled, settled);
+        result.then(finished, finished);
         const last = changes.at(-1);
         if (last) {
             this.lastStartedSeq = last.seq;
@@ -130,6 +124,7 @@ export class ChangeProcessor {
         const failed = changes[firstFailure] as AccountDataChange;
         throw new BatchFailedError(`Change seq ${failed.seq} failed: ${reason.message}`, processedThrough);
     }
+
     private async handle(change: AccountDataChange): Promise<void> {
         if (this.recentIds.has(change.id)) return;
         const started = performance.now();

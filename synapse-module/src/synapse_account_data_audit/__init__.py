@@ -65,10 +65,6 @@ class AccountDataAuditModule:
             return
         await self._writer.record(user_id, room_id, account_data_type, encoded)
 
-    async def flush(self) -> None:
-        """Resolves once every change recorded so far is in the outbox (Synapse's shutdown awaits this)."""
-        await self._writer.flush()
-
     def _kick_delivery(self) -> None:
         if self._deliverer is not None:
             self._deliverer.kick()
