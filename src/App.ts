@@ -9,7 +9,8 @@ import { ConfigError, StartupError } from "./Errors.js";
 import { ChangeProcessor } from "./ingest/ChangeProcessor.js";
 import { addIngestRoutes } from "./ingest/IngestRoute.js";
 import { joinAuditRoom } from "./matrix/AuditRoom.js";
-import { EventSender } from "./matrix/EventSender.js";
+import { EventSender, realClock } from "./matrix/EventSender.js";
+import { SenderDevice } from "./matrix/SenderDevice.js";
 import { Metrics } from "./Metrics.js";
 import { AuditModule } from "./modules/AuditModule.js";
 import { ModuleHost } from "./modules/ModuleHost.js";
@@ -77,6 +78,8 @@ export async function start(
     const auditRoomId = await joinAuditRoom(senderIntent, config.sender, config.audit_room);
     log.info(`${config.sender} is in the audit room ${auditRoomId}`);
 
+    const device = new SenderDevice(senderIntent.matrixClient, config.sender, config.sending.device_id);
+    metrics.durableTransactionIds.set((await device.ensure()) ? 1 : 0);
     const sender = new EventSender(
         (userId) => bridge.getIntent(userId).matrixClient,
         {
@@ -85,6 +88,15 @@ export async function start(
             deadlineMs: config.sending.batch_deadline_ms,
         },
         (reason) => metrics.sendRetries.inc({ reason }),
+        realClock,
+        {
+            queryFor: (userId) => device.queryFor(userId),
+            ensure: async () => {
+                const durable = await device.ensure();
+                metrics.durableTransactionIds.set(durable ? 1 : 0);
+                return durable;
+            },
+        },
     );
     const modules = new ModuleHost(config.homeserver.server_name, sender);
     new AuditModule({ audit_room: auditRoomId, sender: config.sender }, modules.api);

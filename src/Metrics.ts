@@ -4,6 +4,9 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 export class Metrics {
     public readonly batchesReceived: Counter<"result">;
     public readonly changesProcessed: Counter;
+    public readonly changesRecovered: Counter;
+    public readonly gapNotices: Counter;
+    public readonly durableTransactionIds: Gauge;
     public readonly changesFailed: Counter;
     public readonly changeSeconds: Histogram;
     public readonly lastSeq: Gauge;
@@ -20,6 +23,23 @@ export class Metrics {
         this.changesProcessed = new Counter({
             name: "account_data_audit_changes_processed_total",
             help: "Account-data changes handled by every module callback.",
+            registers,
+        });
+        this.changesRecovered = new Counter({
+            name: "account_data_audit_changes_recovered_total",
+            help: "Of the changes handled, those the host module recovered after an unclean homeserver shutdown.",
+            registers,
+        });
+        this.gapNotices = new Counter({
+            name: "account_data_audit_gap_notices_total",
+            help: "Gap notices handled: account-data values overwritten before they could be recorded.",
+            registers,
+        });
+        this.durableTransactionIds = new Gauge({
+            name: "account_data_audit_durable_transaction_ids",
+            help:
+                "1 if audit events are sent with the sender's device, so the homeserver remembers their " +
+                "transaction IDs across its restarts (24 h); 0 if only in its memory.",
             registers,
         });
         this.changesFailed = new Counter({

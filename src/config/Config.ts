@@ -55,6 +55,15 @@ export const configSchema = section("matrix-account-data-audit appservice config
         }),
     }),
     sending: section("How audit events are sent to the homeserver.", {
+        device_id: stringField({
+            doc:
+                "The sender's device, created at startup if missing. Events sent with it have their transaction\n" +
+                "IDs kept in the homeserver's database for 24 hours, so an event resent after a homeserver\n" +
+                "restart is never posted twice (without a device, only its memory remembers them).",
+            default: "ACCOUNT_DATA_AUDIT",
+            check: (v) =>
+                /^[A-Za-z0-9._~-]{1,64}$/.test(v) ? undefined : "must be 1-64 characters of A-Z a-z 0-9 . _ ~ -",
+        }),
         max_in_flight: integerField({
             doc:
                 "Audit events being sent at once, for changes of different users (one user's changes are always\n" +

@@ -66,6 +66,10 @@ export class MatrixHttp {
         );
     }
 
+    public getAccountData<T = Record<string, unknown>>(type: string): Promise<T> {
+        return this.request<T>("GET", `${this.userPath}/account_data/${encodeURIComponent(type)}`);
+    }
+
     public async setReadMarker(roomId: string, eventId: string): Promise<void> {
         await this.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/read_markers`, {
             "m.fully_read": eventId,

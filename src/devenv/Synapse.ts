@@ -3,7 +3,7 @@
  * e2e tests, the demo and the benchmark. SQLite by default; PostgreSQL on 127.0.0.1:5432 with a fresh
  * database when asked.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -11,7 +11,8 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import yaml from "js-yaml";
 import postgres from "postgres";
-import { freePort, httpOk, waitUntil } from "./net.js";
+import { freePort } from "./net.js";
+import { SynapseProcess } from "./SynapseProcess.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -44,18 +45,48 @@ export interface SynapseOptions {
     appServiceConfigFiles?: string[];
     /** Extra directories on PYTHONPATH (e.g. for the baseline module). */
     pythonPath?: string[];
+    /**
+     * Run the account-data stream writer on a generic worker named WORKER_NAME (PostgreSQL and Redis on
+     * 127.0.0.1:6379; give each such homeserver its own server name, which names its Redis channels).
+     */
+    worker?: boolean;
 }
+
+/** The worker that writes the account-data stream when SynapseOptions.worker is set. */
+export const WORKER_NAME = "acct";
 
 export class SynapseHomeserver {
     public readonly serverName: string;
     public readonly sharedSecret = randomBytes(16).toString("hex");
     public port = 0;
-    private process: ChildProcess | null = null;
-    private exitInfo: string | null = null;
+    private replicationPort = 0;
+    private workerPort = 0;
     private databaseName: string | null = null;
+    private readonly main: SynapseProcess;
+    /** The account-data writer worker, if there is one. */
+    public readonly worker: SynapseProcess | null = null;
 
     public constructor(private readonly opts: SynapseOptions) {
         this.serverName = opts.serverName ?? "audit.test";
+        if (opts.worker && opts.database !== "postgres") throw new Error("Synapse workers need PostgreSQL");
+        this.main = new SynapseProcess(
+            "Synapse",
+            PYTHON,
+            ["-m", "synapse.app.homeserver", "-c", this.configPath],
+            () => this.env(),
+            () => `${this.baseUrl}/health`,
+            () => this.logTail(),
+        );
+        if (opts.worker) {
+            this.worker = new SynapseProcess(
+                `Synapse worker ${WORKER_NAME}`,
+                PYTHON,
+                ["-m", "synapse.app.generic_worker", "-c", this.configPath, "-c", this.workerConfigPath],
+                () => this.env(),
+                () => `http://127.0.0.1:${this.workerPort}/health`,
+                () => this.logTail(40, this.workerLogPath),
+            );
+        }
     }
 
     public get baseUrl(): string {
@@ -70,6 +101,14 @@ export class SynapseHomeserver {
         return join(this.opts.dir, "homeserver.log");
     }
 
+    public get workerConfigPath(): string {
+        return join(this.opts.dir, "worker.yaml");
+    }
+
+    public get workerLogPath(): string {
+        return join(this.opts.dir, "worker.log");
+    }
+
     /** Writes homeserver.yaml (and creates the PostgreSQL database if asked); does not start Synapse. */
     public async writeConfig(modules = this.opts.modules ?? []): Promise<void> {
         if (!existsSync(PYTHON)) {
@@ -77,18 +116,21 @@ export class SynapseHomeserver {
         }
         await mkdir(this.opts.dir, { recursive: true });
         if (!this.port) this.port = await freePort();
+        if (this.worker && !this.workerPort) {
+            this.replicationPort = await freePort();
+            this.workerPort = await freePort();
+        }
         const dir = this.opts.dir;
-        await writeFile(
-            join(dir, "log.yaml"),
+        const logConfig = (filename: string): string =>
             yaml.dump({
                 version: 1,
                 formatters: { precise: { format: "%(asctime)s - %(name)s - %(levelname)s - %(message)s" } },
-                handlers: { file: { class: "logging.FileHandler", formatter: "precise", filename: this.logPath } },
+                handlers: { file: { class: "logging.FileHandler", formatter: "precise", filename } },
                 loggers: { synapse_account_data_audit: { level: "INFO" }, "synapse.app": { level: "INFO" } },
                 root: { level: "WARNING", handlers: ["file"] },
                 disable_existing_loggers: false,
-            }),
-        );
+            });
+        await writeFile(join(dir, "log.yaml"), logConfig(this.logPath));
         const config = {
             server_name: this.serverName,
             public_baseurl: `${this.baseUrl}/`,
@@ -102,7 +144,9 @@ export class SynapseHomeserver {
                     x_forwarded: false,
                     resources: [{ names: ["client"], compress: false }],
                 },
+                ...(this.worker ? [replicationListener(this.replicationPort)] : []),
             ],
+            ...(this.worker ? this.workerTopology() : {}),
             database: await this.databaseConfig(),
             log_config: join(dir, "log.yaml"),
             media_store_path: join(dir, "media"),
@@ -130,6 +174,18 @@ export class SynapseHomeserver {
             },
         };
         await writeFile(this.configPath, yaml.dump(config));
+        if (this.worker) {
+            await writeFile(join(dir, "worker-log.yaml"), logConfig(this.workerLogPath));
+            await writeFile(
+                this.workerConfigPath,
+                yaml.dump({
+                    worker_app: "synapse.app.generic_worker",
+                    worker_name: WORKER_NAME,
+                    worker_listeners: [replicationListener(this.workerPort)],
+                    worker_log_config: join(dir, "worker-log.yaml"),
+                }),
+            );
+        }
         if (!existsSync(join(dir, "signing.key"))) {
             await execFileAsync(PYTHON, ["-m", "synapse.app.homeserver", "-c", this.configPath, "--generate-keys"], {
                 env: this.env(),
@@ -165,41 +221,33 @@ export class SynapseHomeserver {
         return { ...process.env, PYTHONPATH: pythonPath };
     }
 
-    /** Starts Synapse and resolves when its client API answers; rejects with its log if it exits first. */
-    public async start(timeoutMs = 120_000): Promise<void> {
-        this.exitInfo = null;
-        const child = spawn(PYTHON, ["-m", "synapse.app.homeserver", "-c", this.configPath], {
-            env: this.env(),
-            stdio: ["ignore", "pipe", "pipe"],
-        });
-        let output = "";
-        const collect = (chunk: Buffer): void => {
-            output = (output + chunk.toString()).slice(-20_000);
+    /** The main process, with a `replication` listener and the worker in its instance_map (worker mode). */
+    private workerTopology(): Record<string, unknown> {
+        return {
+            instance_map: {
+                main: { host: "127.0.0.1", port: this.replicationPort },
+                [WORKER_NAME]: { host: "127.0.0.1", port: this.workerPort },
+            },
+            stream_writers: { account_data: [WORKER_NAME] },
+            redis: { enabled: true, host: "127.0.0.1", port: 6379 },
         };
-        child.stdout?.on("data", collect);
-        child.stderr?.on("data", collect);
-        child.on("exit", (code, signal) => {
-            this.exitInfo = `Synapse exited (code ${code}, signal ${signal}).\n${output}\n${this.logTail()}`;
-            if (this.process === child) this.process = null;
-        });
-        this.process = child;
-        await waitUntil(
-            "Synapse to start",
-            () => httpOk(`${this.baseUrl}/health`),
-            timeoutMs,
-            () => this.exitInfo,
-        );
+    }
+
+    /** Starts Synapse (then its worker) and resolves when they answer; rejects with the log if one exits. */
+    public async start(timeoutMs = 120_000): Promise<void> {
+        await this.main.start(timeoutMs);
+        await this.worker?.start(timeoutMs);
     }
 
     /** The running Synapse's process ID (the benchmark reads its CPU time). */
     public get pid(): number | undefined {
-        return this.process?.pid;
+        return this.main.pid;
     }
 
-    /** The last lines of homeserver.log, for error messages. */
-    public logTail(lines = 40): string {
-        if (!existsSync(this.logPath)) return "";
-        return readFileSync(this.logPath, "utf8").split("\n").slice(-lines).join("\n");
+    /** The last lines of homeserver.log (or another log), for error messages. */
+    public logTail(lines = 40, path = this.logPath): string {
+        if (!existsSync(path)) return "";
+        return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n");
     }
 
     /** Starts Synapse expecting it to refuse; returns what it printed. */
@@ -213,21 +261,10 @@ export class SynapseHomeserver {
         throw new Error("Synapse started, but it was expected to refuse");
     }
 
+    /** Stops the worker, then the main process (SIGKILL for a crash). */
     public async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-        const child = this.process;
-        if (!child) return;
-        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-        child.kill(signal);
-        let hung = false;
-        const timer = setTimeout(() => {
-            hung = true;
-            child.kill("SIGKILL");
-        }, 30_000);
-        await exited;
-        clearTimeout(timer);
-        this.process = null;
-        // A module that holds up Synapse's shutdown is a bug an admin would hit on every restart.
-        if (hung) throw new Error(`Synapse did not exit within 30 s of ${signal}; it was killed`);
+        await this.worker?.stop(signal);
+        await this.main.stop(signal);
     }
 
     public async restart(): Promise<void> {
@@ -259,4 +296,15 @@ export class SynapseHomeserver {
         const { stdout } = await execFileAsync(PYTHON, ["-c", script, this.configPath, sqlText]);
         return JSON.parse(stdout) as unknown[][];
     }
+}
+
+function replicationListener(port: number): Record<string, unknown> {
+    return {
+        port,
+        bind_addresses: ["127.0.0.1"],
+        type: "http",
+        tls: false,
+        x_forwarded: false,
+        resources: [{ names: ["replication"], compress: false }],
+    };
 }

@@ -2,6 +2,7 @@
  * The whole pipeline on loopback, shared by the e2e tests, the demo and the benchmark: a throwaway Synapse
  * with our host module, the appservice in its own process, an auditor user in the audit room.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,15 +13,27 @@ import { AppserviceProcess } from "./AppserviceProcess.js";
 import { AuditorClient } from "./AuditorClient.js";
 import { type MatrixHttp, registerUser } from "./MatrixHttp.js";
 import { freePort } from "./net.js";
-import { PROJECT_ROOT, SynapseHomeserver } from "./Synapse.js";
+import { PROJECT_ROOT, SynapseHomeserver, WORKER_NAME } from "./Synapse.js";
 
 export const HOST_MODULE = "synapse_account_data_audit.AccountDataAuditModule";
 /** The baseline: Synapse's example module (inline send), re-created under synapse-module/tests/baseline. */
 export const SEED_MODULE = "baseline.seed_reference_module.InlineAuditModule";
 export const SENDER_LOCALPART = "account-data-audit";
+/** A test build of the host module whose writer never commits (synapse-module/tests/faults). */
+export const HELD_WRITER_MODULE = "faults.held_writer_module.HeldWriterAuditModule";
+
+export interface ModuleEntry {
+    module: string;
+    config: Record<string, unknown>;
+}
 
 export interface TestEnvOptions {
     database?: "sqlite" | "postgres";
+    /**
+     * Synapse with a generic worker as the account-data stream writer (PostgreSQL and Redis; see
+     * SynapseOptions.worker); the host module delivers from that worker.
+     */
+    workers?: boolean;
     /** Overrides for the host module's config. */
     hostModuleConfig?: Record<string, unknown>;
     /** Overrides for the appservice's config (merged at the top level). */
@@ -51,13 +64,22 @@ export interface TestEnv {
     /** Rewrites the appservice's config.yaml from `config` (used by misconfiguration tests). */
     writeAppserviceConfig(config: Record<string, unknown>): Promise<void>;
     appserviceConfig: Record<string, unknown>;
+    /** Synapse's `modules` entry for the host module. */
+    hostModuleEntry: ModuleEntry;
+    /**
+     * Stops Synapse (SIGTERM, or SIGKILL for a crash) and starts it again, optionally with another module in
+     * place of the host module (same config), e.g. HELD_WRITER_MODULE.
+     */
+    restartSynapse(opts?: { signal?: NodeJS.Signals; module?: string }): Promise<void>;
     tearDown(): Promise<void>;
 }
 
 export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv> {
     const dir = await mkdtemp(join(tmpdir(), "account-data-audit-"));
     const asPort = await freePort();
-    const serverName = "audit.test";
+    // Synapse names its Redis channels after the server name: worker homeservers sharing the one Redis need
+    // their own.
+    const serverName = opts.workers ? `audit-${randomBytes(4).toString("hex")}.test` : "audit.test";
     const senderUserId = `@${SENDER_LOCALPART}:${serverName}`;
 
     const registration = completeRegistration(
@@ -68,20 +90,22 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
     registration.outputAsYaml(registrationPath);
 
     const hostModule = opts.hostModule ?? "ours";
-    const ourModule = {
+    const ourModule: ModuleEntry = {
         module: HOST_MODULE,
         config: {
             appservice_url: `http://127.0.0.1:${asPort}`,
             registration_file: registrationPath,
             backoff_initial_seconds: 0.05,
             backoff_max_seconds: 1,
+            ...(opts.workers ? { delivery_instance: WORKER_NAME } : {}),
             ...opts.hostModuleConfig,
         },
     };
     const synapse = new SynapseHomeserver({
         dir: join(dir, "synapse"),
         serverName,
-        database: opts.database,
+        database: opts.workers ? "postgres" : opts.database,
+        worker: opts.workers,
         appServiceConfigFiles: [registrationPath],
         modules: hostModule === "ours" ? [ourModule] : [],
         pythonPath: [join(PROJECT_ROOT, "synapse-module", "tests")],
@@ -128,6 +152,13 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
             writeAppserviceConfig,
             auditor: new AuditorClient(auditorHttp, auditRoomId, senderUserId),
             newUser: (localpart: string) => registerUser(synapse.baseUrl, synapse.sharedSecret, localpart),
+            hostModuleEntry: ourModule,
+            restartSynapse: async (opts: { signal?: NodeJS.Signals; module?: string } = {}) => {
+                const { signal = "SIGTERM", module = HOST_MODULE } = opts;
+                await synapse.stop(signal);
+                await synapse.writeConfig([{ ...ourModule, module }]);
+                await synapse.start();
+            },
         });
         if (hostModule === "ours" && opts.startAppservice !== false) {
             await appservice.start();

@@ -11,7 +11,7 @@
 import { Logger } from "matrix-appservice-bridge";
 import { SendFailedError } from "../matrix/SendErrors.js";
 import { ChangeScheduler } from "./ChangeScheduler.js";
-import type { AccountDataChange, ModuleHost } from "../modules/ModuleHost.js";
+import { type AuditRecord, isGap, type ModuleHost } from "../modules/ModuleHost.js";
 import type { Metrics } from "../Metrics.js";
 
 const log = new Logger("ChangeProcessor");
@@ -64,7 +64,7 @@ export class ChangeProcessor {
      * Starts `changes` behind any earlier changes of the same users; results come in batch order. A batch
      * that `follows` another (the host module sent it while that one was unanswered) starts only after it.
      */
-    public async process(changes: readonly AccountDataChange[], follows: number | null = null): Promise<BatchResult> {
+    public async process(changes: readonly AuditRecord[], follows: number | null = null): Promise<BatchResult> {
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
         const outcomes = changes.map((change) => this.scheduler.submit(change));
         // Only a batch still running holds this one back: a failure already reported does not (the batch
@@ -105,7 +105,7 @@ export class ChangeProcessor {
     }
 
     private async settle(
-        changes: readonly AccountDataChange[],
+        changes: readonly AuditRecord[],
         outcomes: Promise<void>[],
         earlierBatch: Promise<BatchResult> | undefined,
     ): Promise<BatchResult> {
@@ -119,14 +119,22 @@ export class ChangeProcessor {
             if (last) this.metrics?.lastSeq.set(last.seq);
             return { acknowledgedThrough: last?.seq ?? null };
         }
-        const processedThrough = firstFailure > 0 ? (changes[firstFailure - 1] as AccountDataChange).seq : null;
+        const processedThrough = firstFailure > 0 ? (changes[firstFailure - 1] as AuditRecord).seq : null;
         const reason = (settled[firstFailure] as PromiseRejectedResult).reason as Error;
-        const failed = changes[firstFailure] as AccountDataChange;
+        const failed = changes[firstFailure] as AuditRecord;
         throw new BatchFailedError(`Change seq ${failed.seq} failed: ${reason.message}`, processedThrough);
     }
 
-    private async handle(change: AccountDataChange): Promise<void> {
+    private async handle(change: AuditRecord): Promise<void> {
         if (this.recentIds.has(change.id)) return;
+        if (isGap(change)) {
+            log.warn(
+                `Gap notice (seq ${change.seq}): up to ${change.lost} account-data values of ` +
+                    `${change.keys.length} keys were overwritten before they could be recorded`,
+            );
+        } else if (change.recovered) {
+            log.info(`Recovered change (seq ${change.seq}): ${change.userId} ${change.type}`);
+        }
         const started = performance.now();
         try {
             await this.modules.dispatch(change);
@@ -137,7 +145,12 @@ export class ChangeProcessor {
             throw err;
         }
         this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
-        this.metrics?.changesProcessed.inc();
+        if (isGap(change)) {
+            this.metrics?.gapNotices.inc();
+        } else {
+            this.metrics?.changesProcessed.inc();
+            if (change.recovered) this.metrics?.changesRecovered.inc();
+        }
         this.remember(change.id);
     }
 

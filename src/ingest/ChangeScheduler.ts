@@ -2,12 +2,13 @@
  * Decides which change runs next: at most `limit` at once, one user's changes strictly one after another,
  * and among the changes free to run, always the lowest sequence number. So with `limit` 1 the audit room
  * is in exact sequence order, and with more, different users' changes overlap but none overtakes an older
- * one that could have run.
+ * one that could have run. A gap notice runs alone: it starts once everything before it has finished, and
+ * nothing after it starts before it has finished, so it sits in the room exactly where its seq puts it.
  */
-import type { AccountDataChange } from "../modules/ModuleHost.js";
+import { type AuditRecord, isGap, orderingKey } from "../modules/ModuleHost.js";
 
 interface Job {
-    change: AccountDataChange;
+    change: AuditRecord;
     resolve(): void;
     reject(err: unknown): void;
 }
@@ -23,6 +24,10 @@ class ReadyUsers {
 
     public get size(): number {
         return this.heap.length;
+    }
+
+    public peek(): string | undefined {
+        return this.heap[0]?.userId;
     }
 
     public push(seq: number, userId: string): void {
@@ -69,19 +74,20 @@ export class ChangeScheduler {
     private readonly queued = new Map<string, Job[]>();
     private readonly ready = new ReadyUsers();
     private readonly runningUsers = new Set<string>();
+    private exclusiveRunning = false;
 
     public constructor(
         private readonly limit: number,
-        private readonly run: (change: AccountDataChange) => Promise<void>,
+        private readonly run: (change: AuditRecord) => Promise<void>,
     ) {}
 
     /**
      * Resolves when `change` has run. Rejects with the error of an earlier change of the same user that
      * failed while this one waited: it must not run ahead of that one (it is retried with it).
      */
-    public submit(change: AccountDataChange): Promise<void> {
+    public submit(change: AuditRecord): Promise<void> {
         return new Promise<void>((resolve, reject) => {
-            const { userId } = change;
+            const userId = orderingKey(change);
             const queue = this.queued.get(userId);
             if (queue) {
                 queue.push({ change, resolve, reject });
@@ -94,12 +100,16 @@ export class ChangeScheduler {
     }
 
     private startReady(): void {
-        while (this.runningUsers.size < this.limit && this.ready.size > 0) {
+        while (!this.exclusiveRunning && this.runningUsers.size < this.limit && this.ready.size > 0) {
+            const next = (this.queued.get(this.ready.peek() as string) as Job[])[0] as Job;
+            const exclusive = isGap(next.change);
+            if (exclusive && this.runningUsers.size > 0) return;
             const userId = this.ready.pop() as string;
             const queue = this.queued.get(userId) as Job[];
             const job = queue.shift() as Job;
             if (queue.length === 0) this.queued.delete(userId);
             this.runningUsers.add(userId);
+            this.exclusiveRunning = exclusive;
             this.run(job.change).then(
                 () => {
                     job.resolve();
@@ -117,6 +127,7 @@ export class ChangeScheduler {
 
     private finished(userId: string): void {
         this.runningUsers.delete(userId);
+        this.exclusiveRunning = false;
         const next = this.queued.get(userId)?.[0];
         if (next) this.ready.push(next.change.seq, userId);
         this.startReady();

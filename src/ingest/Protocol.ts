@@ -3,7 +3,12 @@
  *
  *   POST /_account_data_audit/v1/changes
  *   Authorization: Bearer <token>
- *   {"changes": [{"id", "seq", "ts", "user_id", "room_id", "type", "content"}, ...], "follows": 41}
+ *   {"changes": [{"id", "seq", "ts", "user_id", "room_id", "type", "content"[, "recovered": true]}, ...],
+ *    "follows": 41}
+ *
+ * An item with `"kind": "gap"` is a gap notice from the host module's crash recovery instead of a change:
+ *   {"id", "seq", "ts", "kind": "gap", "gap": {"lost", "keys": [{"user_id", "room_id", "type", "unaccounted",
+ *    "latest"}], "stream_positions": {"after", "through"}}}
  *
  * `follows` (optional) is the last seq of the batch the host module sent just before this one, while that
  * one is still unanswered: requests on separate connections may arrive out of order, and the appservice
@@ -15,7 +20,8 @@
  */
 import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
 import { isRoomId, isUserId } from "../matrix/Identifiers.js";
-import type { AccountDataChange } from "../modules/ModuleHost.js";
+import type { AuditGapKey } from "../modules/ModuleApi.js";
+import type { AccountDataChange, AuditRecord, GapRecord } from "../modules/ModuleHost.js";
 
 export const CHANGES_PATH = "/_account_data_audit/v1/changes";
 export const MAX_CHANGES_PER_BATCH = 10_000;
@@ -35,18 +41,27 @@ function isObject(value: unknown): value is Record<string, unknown> {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function parseChange(raw: unknown, field: string): AccountDataChange {
-    if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
-    const { id, seq, ts, user_id: userId, room_id: roomId, type, content } = raw;
+function isCount(value: unknown): value is number {
+    return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** The fields every record has: id, seq, ts. */
+function parseHeader(raw: Record<string, unknown>, field: string): { id: string; seq: number; ts: number } {
+    const { id, seq, ts } = raw;
     if (typeof id !== "string" || id.length === 0 || id.length > 128 || !/^[A-Za-z0-9._~-]+$/.test(id)) {
         throw new BadFieldError(`${field}.id`, "must be 1-128 characters of A-Z a-z 0-9 . _ ~ -");
     }
-    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
-        throw new BadFieldError(`${field}.seq`, "must be a non-negative integer");
-    }
-    if (typeof ts !== "number" || !Number.isSafeInteger(ts) || ts < 0) {
-        throw new BadFieldError(`${field}.ts`, "must be a timestamp in milliseconds");
-    }
+    if (!isCount(seq)) throw new BadFieldError(`${field}.seq`, "must be a non-negative integer");
+    if (!isCount(ts)) throw new BadFieldError(`${field}.ts`, "must be a timestamp in milliseconds");
+    return { id, seq, ts };
+}
+
+/** user_id, room_id and type of a change or of a gap notice's key. */
+function parseKey(
+    raw: Record<string, unknown>,
+    field: string,
+): { userId: string; roomId: string | null; type: string } {
+    const { user_id: userId, room_id: roomId, type } = raw;
     if (typeof userId !== "string" || !isUserId(userId)) {
         throw new BadFieldError(`${field}.user_id`, "must be a user ID (@localpart:server)");
     }
@@ -58,6 +73,52 @@ function parseChange(raw: unknown, field: string): AccountDataChange {
     if (typeof type !== "string" || type.length === 0) {
         throw new BadFieldError(`${field}.type`, "must be a non-empty string");
     }
+    return { userId, roomId, type };
+}
+
+function parseGapKey(raw: unknown, field: string): AuditGapKey {
+    if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
+    const { unaccounted, latest } = raw;
+    if (!isCount(unaccounted)) throw new BadFieldError(`${field}.unaccounted`, "must be a non-negative integer");
+    if (latest !== "recovered" && latest !== "changed_after_restart") {
+        throw new BadFieldError(`${field}.latest`, 'must be "recovered" or "changed_after_restart"');
+    }
+    return { ...parseKey(raw, field), unaccounted, latest };
+}
+
+function parseGap(raw: Record<string, unknown>, field: string): GapRecord {
+    const header = parseHeader(raw, field);
+    const gap = raw.gap;
+    if (!isObject(gap)) throw new BadFieldError(`${field}.gap`, "must be an object");
+    const { lost, keys, stream_positions: positions } = gap;
+    if (!isCount(lost)) throw new BadFieldError(`${field}.gap.lost`, "must be a non-negative integer");
+    if (!Array.isArray(keys)) throw new BadFieldError(`${field}.gap.keys`, "must be a list");
+    if (!isObject(positions) || !isCount(positions.after) || !isCount(positions.through)) {
+        throw new BadFieldError(`${field}.gap.stream_positions`, "must be {after, through} positions");
+    }
+    return {
+        kind: "gap",
+        ...header,
+        lost,
+        keys: keys.map((key, i) => parseGapKey(key, `${field}.gap.keys[${i}]`)),
+        streamPositions: { after: positions.after, through: positions.through },
+    };
+}
+
+function parseRecord(raw: unknown, field: string): AuditRecord {
+    if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
+    if (raw.kind === "gap") return parseGap(raw, field);
+    if (raw.kind !== undefined && raw.kind !== "change") {
+        throw new BadFieldError(`${field}.kind`, 'must be "change" (the default) or "gap"');
+    }
+    return parseChange(raw, field);
+}
+
+function parseChange(raw: Record<string, unknown>, field: string): AccountDataChange {
+    const { id, seq, ts } = parseHeader(raw, field);
+    const { userId, roomId, type } = parseKey(raw, field);
+    const { content, recovered = false } = raw;
+    if (typeof recovered !== "boolean") throw new BadFieldError(`${field}.recovered`, "must be a boolean");
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
@@ -70,11 +131,11 @@ function parseChange(raw: unknown, field: string): AccountDataChange {
     if (!(parsed instanceof LosslessObject)) {
         throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
     }
-    return { id, seq, ts, userId, roomId, type, content: parsed };
+    return { id, seq, ts, recovered, userId, roomId, type, content: parsed };
 }
 
 export interface ChangeBatch {
-    changes: AccountDataChange[];
+    changes: AuditRecord[];
     /** The last seq of the batch this one must start after, or null. */
     follows: number | null;
 }
@@ -87,9 +148,9 @@ export function parseChangeBatch(body: unknown): ChangeBatch {
     if (changes.length > MAX_CHANGES_PER_BATCH) {
         throw new BadFieldError("changes", `must hold at most ${MAX_CHANGES_PER_BATCH} changes`);
     }
-    const parsed = changes.map((raw, i) => parseChange(raw, `changes[${i}]`));
+    const parsed = changes.map((raw, i) => parseRecord(raw, `changes[${i}]`));
     for (let i = 1; i < parsed.length; i++) {
-        if ((parsed[i] as AccountDataChange).seq <= (parsed[i - 1] as AccountDataChange).seq) {
+        if ((parsed[i] as AuditRecord).seq <= (parsed[i - 1] as AuditRecord).seq) {
             throw new BadFieldError(`changes[${i}].seq`, "must be greater than the previous change's seq");
         }
     }

@@ -9,7 +9,14 @@ const log = new Logger("EventSender");
 
 /** The one method of the bot SDK's MatrixClient we use; tests fake only this. */
 export interface MatrixRequester {
-    doRequest(method: string, path: string, qs: null, body: unknown): Promise<unknown>;
+    doRequest(method: string, path: string, qs: Record<string, string> | null, body: unknown): Promise<unknown>;
+}
+
+/** Which device a sender's requests use (see SenderDevice); null when none. */
+export interface DeviceSelector {
+    queryFor(userId: string): Record<string, string> | null;
+    /** The homeserver no longer knows the device: create it again. */
+    ensure(): Promise<boolean>;
 }
 
 export interface RetryPolicy {
@@ -29,10 +36,11 @@ export const realClock: Clock = {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
-export type RetryReason = "rate_limited" | "server_error" | "network_error";
+export type RetryReason = "rate_limited" | "server_error" | "network_error" | "unknown_device";
 
 type Outcome =
     | { kind: "retry"; reason: RetryReason; waitMs?: number; detail: string }
+    | { kind: "device_lost"; detail: string }
     | { kind: "too_large"; detail: string }
     | { kind: "forbidden"; detail: string }
     | { kind: "rejected"; detail: string };
@@ -57,6 +65,9 @@ export function classifySendError(err: unknown): Outcome {
     }
     if (errcode === "M_LIMIT_EXCEEDED" || status === 429) {
         return { kind: "retry", reason: "rate_limited", waitMs: e.retryAfterMs, detail };
+    }
+    if (errcode === "M_UNKNOWN_DEVICE") {
+        return { kind: "device_lost", detail };
     }
     if (errcode === "M_TOO_LARGE" || status === 413) {
         return { kind: "too_large", detail };
@@ -84,6 +95,7 @@ export class EventSender {
         private readonly policy: RetryPolicy,
         private readonly onRetry: (reason: RetryReason) => void = () => undefined,
         private readonly clock: Clock = realClock,
+        private readonly device: DeviceSelector | null = null,
     ) {}
 
     /** Sends once, or retries per the policy; returns the event ID. */
@@ -97,13 +109,20 @@ export class EventSender {
         for (let attempt = 1; ; attempt++) {
             let outcome: Outcome;
             try {
-                const response = (await requester.doRequest("PUT", path, null, req.content)) as { event_id?: unknown };
+                const qs = this.device?.queryFor(req.sender) ?? null;
+                const response = (await requester.doRequest("PUT", path, qs, req.content)) as { event_id?: unknown };
                 if (typeof response?.event_id === "string") {
                     return response.event_id;
                 }
                 outcome = { kind: "retry", reason: "server_error", detail: "response without event_id" };
             } catch (err) {
                 outcome = classifySendError(err);
+            }
+            if (outcome.kind === "device_lost") {
+                // Someone deleted the sender's device: make it again (or go on without), then resend.
+                log.warn(`Send ${req.txnId}: the homeserver no longer knows the sender's device (${outcome.detail})`);
+                await this.device?.ensure();
+                outcome = { kind: "retry", reason: "unknown_device", waitMs: 0, detail: outcome.detail };
             }
             switch (outcome.kind) {
                 case "too_large":

@@ -2,13 +2,14 @@
  * The built-in audit module: Synapse's example account-data module in TypeScript. For every change it
  * posts into `audit_room`, as `sender`, an m.text message whose body is byte-identical to the example's:
  *   {user_id} has changed their account data for type {type} to: {json.dumps(content)}[ (in room {room_id})]
- * Content too large for one event is cut to fit, and the message says so.
+ * Content too large for one event is cut to fit, and the message says so. Where crash recovery found that
+ * values were overwritten before they could be recorded, it posts an m.notice saying so (a gap notice).
  */
 import { Logger } from "matrix-appservice-bridge";
 import { pythonDumps } from "../json/PythonJson.js";
 import { EventTooLargeError } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
-import type { AccountDataContent, ModuleApi } from "./ModuleApi.js";
+import type { AccountDataContent, AuditGap, AuditGapKey, ModuleApi } from "./ModuleApi.js";
 
 const log = new Logger("AuditModule");
 
@@ -26,6 +27,37 @@ export function auditMessageBody(userId: string, roomId: string | null, type: st
 
 function messageContent(body: string): Record<string, unknown> {
     return { msgtype: "m.text", body };
+}
+
+function describeKey(key: AuditGapKey): string {
+    const room = key.roomId !== null ? ` in room ${key.roomId}` : "";
+    return `${key.userId}'s account data of type ${key.type}${room}`;
+}
+
+/** Keys named in one gap notice (each is at most a few hundred bytes; the event must stay under 64 KiB). */
+const MAX_GAP_KEYS_LISTED = 50;
+
+const GAP_CAUSE =
+    "the homeserver stopped uncleanly before they could be recorded, and it keeps only the latest value of each type";
+
+/** The text of a gap notice: which keys, how many values at most, and where their latest values are. */
+export function gapNoticeBody(gap: AuditGap): string {
+    const values = gap.lost === 1 ? "1 earlier value" : `${gap.lost} earlier values`;
+    const [only] = gap.keys;
+    if (gap.keys.length === 1 && only) {
+        const latest =
+            only.latest === "recovered"
+                ? "Its latest value was recovered and is recorded after this notice."
+                : "It changed again after the restart; that change is recorded as usual.";
+        return `Audit gap: up to ${values} of ${describeKey(only)} may be missing here: ${GAP_CAUSE}. ${latest}`;
+    }
+    const shown = gap.keys.slice(0, MAX_GAP_KEYS_LISTED).map(describeKey);
+    if (gap.keys.length > MAX_GAP_KEYS_LISTED) shown.push(`${gap.keys.length - MAX_GAP_KEYS_LISTED} more`);
+    const keys = shown.join("; ");
+    return (
+        `Audit gap: up to ${values} of account data may be missing here: ${GAP_CAUSE}. They belonged to ` +
+        `one or more of: ${keys}. The latest value of each is recorded after this notice.`
+    );
 }
 
 function encodedSize(content: Record<string, unknown>): number {
@@ -81,7 +113,20 @@ export class AuditModule {
         api.registerAccountDataCallbacks({
             onAccountDataUpdated: (userId, roomId, type, content) =>
                 this.logNewAccountData(userId, roomId, type, content),
+            onAccountDataGap: (gap) => this.postGapNotice(gap),
         });
+    }
+
+    private async postGapNotice(gap: AuditGap): Promise<void> {
+        await this.api.createAndSendEventIntoRoom(
+            {
+                room_id: this.config.audit_room,
+                sender: this.config.sender,
+                type: "m.room.message",
+                content: { msgtype: "m.notice", body: gapNoticeBody(gap) },
+            },
+            { idempotencyKey: "gap" },
+        );
     }
 
     private async logNewAccountData(

@@ -19,9 +19,43 @@ export interface ChangeInfo {
     readonly id: string;
     /** Per-server sequence number; strictly increasing in the order the changes happened. */
     readonly seq: number;
-    /** When the homeserver recorded the change (ms since the epoch). */
+    /** When the homeserver recorded the change (ms since the epoch); for a recovered change, when it was found. */
     readonly ts: number;
+    /**
+     * True if the host module did not see this change happen but found it after an unclean shutdown of the
+     * homeserver, in the homeserver's own tables (see README, "Crash recovery"). The content is the value the
+     * homeserver holds, which is the change's own.
+     */
+    readonly recovered: boolean;
 }
+
+/** A key whose earlier values may have been overwritten before they could be recorded. */
+export interface AuditGapKey {
+    readonly userId: string;
+    readonly roomId: string | null;
+    readonly type: string;
+    /** Stream positions between its last recorded change and its current value that nothing accounts for. */
+    readonly unaccounted: number;
+    /** "recovered": its latest value was recovered; "changed_after_restart": it changed again since. */
+    readonly latest: "recovered" | "changed_after_restart";
+}
+
+/**
+ * Recovery after an unclean shutdown found account-data values that were overwritten before they could be
+ * recorded: the homeserver keeps only each key's latest value, so those are lost. Which of `keys` they
+ * belonged to, and exactly how many there were, is not known; `lost` is an upper bound.
+ */
+export interface AuditGap {
+    readonly id: string;
+    readonly seq: number;
+    readonly ts: number;
+    readonly lost: number;
+    readonly keys: readonly AuditGapKey[];
+    /** The homeserver's account-data stream positions the recovery looked at: (after, through]. */
+    readonly streamPositions: { readonly after: number; readonly through: number };
+}
+
+export type OnAccountDataGap = (gap: AuditGap) => Promise<void>;
 
 export type OnAccountDataUpdated = (
     userId: string,
@@ -33,6 +67,8 @@ export type OnAccountDataUpdated = (
 
 export interface AccountDataCallbacks {
     onAccountDataUpdated?: OnAccountDataUpdated;
+    /** Not in Synapse's API: called where the trail has a known gap (see AuditGap). */
+    onAccountDataGap?: OnAccountDataGap;
 }
 
 /** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */

@@ -8,19 +8,39 @@ import type { LosslessObject } from "../json/LosslessJson.js";
 import type { EventSender } from "../matrix/EventSender.js";
 import type {
     AccountDataCallbacks,
+    AuditGap,
     ChangeInfo,
     EventToSend,
     ModuleApi,
+    OnAccountDataGap,
     OnAccountDataUpdated,
     SendOptions,
 } from "./ModuleApi.js";
 
 /** One account-data change as the host module recorded it. */
 export interface AccountDataChange extends ChangeInfo {
+    readonly kind?: "change";
     readonly userId: string;
     readonly roomId: string | null;
     readonly type: string;
     readonly content: LosslessObject;
+}
+
+/** A gap notice from the host module's crash recovery. */
+export interface GapRecord extends AuditGap {
+    readonly kind: "gap";
+}
+
+/** What the host module delivers, in sequence order. */
+export type AuditRecord = AccountDataChange | GapRecord;
+
+export function isGap(record: AuditRecord): record is GapRecord {
+    return record.kind === "gap";
+}
+
+/** Records with the same key are handled one after another, in order: a user's changes; each gap alone. */
+export function orderingKey(record: AuditRecord): string {
+    return isGap(record) ? `\u0000gap:${record.id}` : record.userId;
 }
 
 interface DispatchContext {
@@ -31,15 +51,17 @@ interface DispatchContext {
 
 export class ModuleHost {
     private readonly callbacks: OnAccountDataUpdated[] = [];
+    private readonly gapCallbacks: OnAccountDataGap[] = [];
     private readonly context = new AsyncLocalStorage<DispatchContext>();
     public readonly api: ModuleApi;
 
     public constructor(serverName: string, sender: EventSender) {
-        const { callbacks, context } = this;
+        const { callbacks, gapCallbacks, context } = this;
         this.api = {
             serverName,
             registerAccountDataCallbacks(cbs: AccountDataCallbacks): void {
                 if (cbs.onAccountDataUpdated) callbacks.push(cbs.onAccountDataUpdated);
+                if (cbs.onAccountDataGap) gapCallbacks.push(cbs.onAccountDataGap);
             },
             async createAndSendEventIntoRoom(event: EventToSend, options?: SendOptions): Promise<string> {
                 const ctx = context.getStore();
@@ -62,12 +84,21 @@ export class ModuleHost {
         return this.callbacks.length;
     }
 
-    /** Runs every callback for `change`, in order; the first failure stops the change and is thrown. */
-    public async dispatch(change: AccountDataChange): Promise<void> {
-        for (let i = 0; i < this.callbacks.length; i++) {
-            const callback = this.callbacks[i] as OnAccountDataUpdated;
-            await this.context.run({ changeId: change.id, callbackIndex: i, sendsSoFar: 0 }, () =>
-                callback(change.userId, change.roomId, change.type, change.content, change),
+    /** Runs every callback for `record`, in order; the first failure stops the record and is thrown. */
+    public async dispatch(record: AuditRecord): Promise<void> {
+        if (isGap(record)) {
+            await this.runEach(record.id, this.gapCallbacks, (callback) => callback(record));
+            return;
+        }
+        await this.runEach(record.id, this.callbacks, (callback) =>
+            callback(record.userId, record.roomId, record.type, record.content, record),
+        );
+    }
+
+    private async runEach<C>(recordId: string, callbacks: C[], call: (callback: C) => Promise<void>): Promise<void> {
+        for (let i = 0; i < callbacks.length; i++) {
+            await this.context.run({ changeId: recordId, callbackIndex: i, sendsSoFar: 0 }, () =>
+                call(callbacks[i] as C),
             );
         }
     }

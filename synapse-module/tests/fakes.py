@@ -11,6 +11,21 @@ from unittest.mock import AsyncMock, Mock
 from synapse.module_api import ModuleApi
 from twisted.internet import defer
 
+SYNAPSE_TABLES = """
+CREATE TABLE account_data (
+    user_id TEXT NOT NULL, account_data_type TEXT NOT NULL, stream_id BIGINT NOT NULL, content TEXT NOT NULL,
+    instance_name TEXT, UNIQUE (user_id, account_data_type)
+);
+CREATE TABLE room_account_data (
+    user_id TEXT NOT NULL, room_id TEXT NOT NULL, account_data_type TEXT NOT NULL, stream_id BIGINT NOT NULL,
+    content TEXT NOT NULL, instance_name TEXT, UNIQUE (user_id, room_id, account_data_type)
+);
+CREATE TABLE room_tags_revisions (
+    user_id TEXT NOT NULL, room_id TEXT NOT NULL, stream_id BIGINT NOT NULL, instance_name TEXT,
+    UNIQUE (user_id, room_id)
+);
+"""
+
 
 class SqliteTxn:
     """Just enough of Synapse's LoggingTransaction for the outbox functions."""
@@ -35,6 +50,8 @@ class FakeDatabase:
 
     def __init__(self) -> None:
         self.conn = sqlite3.connect(":memory:")
+        # The part of Synapse's schema the module reads (the writer reads rows back; recovery scans them).
+        self.conn.executescript(SYNAPSE_TABLES)
         self.hold = False
         self.fail_next = 0
         self.held: list[tuple[Callable[..., Any], tuple[Any, ...], defer.Deferred[Any]]] = []
@@ -89,3 +106,32 @@ def make_api(db: FakeDatabase, worker_name: str | None = None) -> Mock:
     api.http_client = Mock()
     api.http_client.post_json_get_json = AsyncMock(return_value={})
     return api
+
+
+def synapse_write(
+    db: FakeDatabase, user_id: str, data_type: str, content: str, stream_id: int, room: str | None = None
+) -> None:
+    """Does what Synapse does on an account-data change: one row per key, rewritten with a new position."""
+    if room is None:
+        db.conn.execute(
+            "INSERT INTO account_data (user_id, account_data_type, stream_id, content) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id, account_data_type) DO UPDATE SET stream_id = ?, content = ?",
+            (user_id, data_type, stream_id, content, stream_id, content),
+        )
+    else:
+        db.conn.execute(
+            "INSERT INTO room_account_data (user_id, room_id, account_data_type, stream_id, content)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, room_id, account_data_type) DO UPDATE SET stream_id = ?, content = ?",
+            (user_id, room, data_type, stream_id, content, stream_id, content),
+        )
+    db.conn.commit()
+
+
+def synapse_tag(db: FakeDatabase, user_id: str, room: str, stream_id: int) -> None:
+    db.conn.execute(
+        "INSERT INTO room_tags_revisions (user_id, room_id, stream_id) VALUES (?, ?, ?)"
+        " ON CONFLICT (user_id, room_id) DO UPDATE SET stream_id = ?",
+        (user_id, room, stream_id, stream_id),
+    )
+    db.conn.commit()

@@ -9,7 +9,7 @@ from twisted.internet import defer
 from synapse_account_data_audit import AccountDataAuditModule
 from synapse_account_data_audit.config import AuditModuleConfig
 from synapse_account_data_audit.delivery import Deliverer, backoff_delay
-from synapse_account_data_audit.outbox import Outbox
+from synapse_account_data_audit.store import AuditStore
 
 from .fakes import FakeDatabase, make_api
 
@@ -132,7 +132,7 @@ def test_partial_progress_is_deleted_and_the_rest_retried() -> None:
     api = make_api(db)
     body = json.dumps({"errcode": "M_UNKNOWN", "processed_through": first_seq}).encode()
     api.http_client.post_json_get_json.side_effect = [HttpResponseException(503, "x", body), {}]
-    Deliverer(api, CONFIG, Outbox(api)).kick()
+    Deliverer(api, CONFIG, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2], [2]]
     assert db.rows() == []
     assert api.sleep.call_count == 1
@@ -174,7 +174,7 @@ def test_too_large_batches_are_split() -> None:
     api = make_api(db)
     too_large = HttpResponseException(413, "Too Large", b'{"errcode":"M_TOO_LARGE"}')
     api.http_client.post_json_get_json.side_effect = [too_large, too_large, {}, {}]
-    Deliverer(api, config, Outbox(api)).kick()
+    Deliverer(api, config, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4]]
     assert db.rows() == []
     api.sleep.assert_not_called()
@@ -192,7 +192,7 @@ def test_the_next_batch_is_sent_before_the_first_is_answered_and_deleted_in_orde
     db = _recorded(CONFIG, 6)
     api = make_api(db)
     pending = _held_posts(api)
-    Deliverer(api, CONFIG, Outbox(api)).kick()
+    Deliverer(api, CONFIG, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2], [3, 4]]  # two in flight (batches_in_flight defaults to 2)
     pending[0].callback({})
     assert posted_seqs(api) == [[1, 2], [3, 4], [5, 6]]
@@ -212,7 +212,7 @@ def test_one_batch_in_flight_waits_for_each_answer() -> None:
     db = _recorded(config, 4)
     api = make_api(db)
     pending = _held_posts(api)
-    Deliverer(api, config, Outbox(api)).kick()
+    Deliverer(api, config, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2]]
     pending[0].callback({})
     assert posted_seqs(api) == [[1, 2], [3, 4]]
@@ -222,7 +222,7 @@ def test_a_failed_batch_waits_for_those_behind_it_then_is_retried_first() -> Non
     db = _recorded(CONFIG, 4)
     api = make_api(db)
     pending = _held_posts(api)
-    Deliverer(api, CONFIG, Outbox(api)).kick()
+    Deliverer(api, CONFIG, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2], [3, 4]]
     refused = b'{"errcode":"M_UNKNOWN","processed_through":null}'
     pending[0].errback(HttpResponseException(503, "Service Unavailable", refused))
@@ -243,7 +243,7 @@ def test_a_later_batch_that_was_acknowledged_is_not_sent_again() -> None:
     db = _recorded(CONFIG, 4)
     api = make_api(db)
     pending = _held_posts(api)
-    Deliverer(api, CONFIG, Outbox(api)).kick()
+    Deliverer(api, CONFIG, AuditStore(api)).kick()
     pending[0].errback(ConnectionError("reset"))
     pending[1].callback({})  # e.g. a restarted appservice took it
     assert [r[0] for r in db.rows()] == [1, 2]

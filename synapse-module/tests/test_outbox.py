@@ -1,6 +1,7 @@
 from typing import Any
 
 from synapse_account_data_audit import outbox
+from synapse_account_data_audit.store import create_tables_txn
 
 from .fakes import FakeDatabase
 
@@ -18,8 +19,8 @@ def fetch(db: FakeDatabase, limit: int, max_bytes: int = 1 << 20) -> list[outbox
 
 def setup_db() -> FakeDatabase:
     db = FakeDatabase()
-    db.run("", outbox.create_table_txn)
-    db.run("", outbox.create_table_txn)  # idempotent
+    db.run("", create_tables_txn)
+    db.run("", create_tables_txn)  # idempotent
     return db
 
 

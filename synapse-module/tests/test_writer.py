@@ -6,22 +6,23 @@ from unittest.mock import Mock
 
 from twisted.internet import defer
 
-from synapse_account_data_audit import outbox
+from synapse_account_data_audit import claims
 from synapse_account_data_audit.config import AuditModuleConfig
-from synapse_account_data_audit.writer import OutboxWriter, register_shutdown_flush
+from synapse_account_data_audit.store import AuditStore, create_tables_txn
+from synapse_account_data_audit.writer import RECOVERY_ATTEMPTS, OutboxWriter, register_shutdown_flush
 
-from .fakes import FakeDatabase, make_api
+from .fakes import FakeDatabase, make_api, synapse_write
 
 CONFIG = AuditModuleConfig(appservice_url="http://as.test", token="tok")
 
 
 def build(max_pending: int = 10_000) -> tuple[FakeDatabase, Mock, OutboxWriter, list[int]]:
     db = FakeDatabase()
-    db.run("", outbox.create_table_txn)
+    db.run("", create_tables_txn)
     api = make_api(db)
     written: list[int] = []
     writer = OutboxWriter(
-        api, outbox.Outbox(api), on_written=lambda: written.append(len(db.rows())), max_pending=max_pending
+        api, AuditStore(api), on_written=lambda: written.append(len(db.rows())), max_pending=max_pending
     )
     return db, api, writer, written
 
@@ -101,3 +102,33 @@ def test_shutdown_waits_for_pending_changes() -> None:
     assert isinstance(shutdown, defer.Deferred) and not shutdown.called
     db.release()
     assert shutdown.called and len(db.rows()) == 1
+
+
+def test_recovery_runs_before_any_change_is_written_and_recovered_rows_come_first() -> None:
+    db = FakeDatabase()
+    db.run("", create_tables_txn)
+    db.run("", claims.set_state_txn, claims.STATE_RECOVERED_THROUGH, 10)
+    synapse_write(db, "@lost:test.local", "m.t", '{"lost":1}', 11)  # committed, never recorded
+    api = make_api(db)
+    db.hold = True
+    writer = OutboxWriter(api, AuditStore(api), on_written=lambda: None, recovery_fence=11)
+    writer.start()
+    record(writer, 1)  # arrives while recovery runs
+    assert writer.recovering
+    db.release()
+    assert users_in_seq_order(db) == ["@lost:test.local", "@u1:test.local"]
+    assert not writer.recovering
+
+
+def test_recovery_that_keeps_failing_gives_way_to_new_changes() -> None:
+    db = FakeDatabase()
+    db.run("", create_tables_txn)
+    api = make_api(db)
+    writer = OutboxWriter(api, AuditStore(api), on_written=lambda: None, recovery_fence=5)
+    db.fail_next = RECOVERY_ATTEMPTS
+    writer.start()
+    assert api.sleep.await_count == RECOVERY_ATTEMPTS
+    record(writer, 1)
+    assert users_in_seq_order(db) == ["@u1:test.local"]
+    # Not marked as run: the next start looks at this window again.
+    assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result is None

@@ -27,12 +27,72 @@ export async function burst(users: MatrixHttp[], perUser: number, onProgress?: (
     );
 }
 
+/**
+ * Like `burst`, but survives the homeserver going away: a PUT that fails is retried once the homeserver
+ * answers again, unless reading the value back shows it was stored (so each value is written exactly once,
+ * as a careful client would). Gives up on a value after `giveUpMs`.
+ */
+export async function resilientBurst(
+    users: MatrixHttp[],
+    perUser: number,
+    onProgress?: (done: number) => void,
+    giveUpMs = 180_000,
+): Promise<{ retried: number }> {
+    let done = 0;
+    let retried = 0;
+    await Promise.all(
+        users.map(async (user) => {
+            for (let n = 0; n < perUser; n++) {
+                const deadline = Date.now() + giveUpMs;
+                for (;;) {
+                    try {
+                        await user.setAccountData(COUNTER_TYPE, `{"n":${n}}`);
+                        break;
+                    } catch (err) {
+                        if (Date.now() > deadline) throw err;
+                        retried++;
+                        // The client's own retry delay while the homeserver restarts.
+                        await new Promise((resolve) => setTimeout(resolve, 100));
+                        const stored = await user.getAccountData<{ n?: number }>(COUNTER_TYPE).catch(() => null);
+                        if (stored?.n === n) break;
+                    }
+                }
+                onProgress?.(++done);
+            }
+        }),
+    );
+    return { retried };
+}
+
+/** Resolves once `count` of the burst's PUTs are done (call `progress` from the burst's onProgress). */
+export function progressGate(): { progress: (done: number) => void; reached: (count: number) => Promise<void> } {
+    let current = 0;
+    const waiters: { count: number; resolve: () => void }[] = [];
+    return {
+        progress: (done) => {
+            current = done;
+            for (const w of waiters.filter((w) => current >= w.count)) w.resolve();
+        },
+        reached: (count) =>
+            current >= count ? Promise.resolve() : new Promise((resolve) => waiters.push({ count, resolve })),
+    };
+}
+
 const COUNTER_BODY = new RegExp(
     `^(@[^ ]+) has changed their account data for type ${COUNTER_TYPE} to: \\{"n": (\\d+)\\}$`,
 );
 
 /** Checks that the counter messages are exactly users × 0..perUser-1, each user's in order, none twice. */
 export function expectAllInOrderOnce(events: RoomEvent[], users: MatrixHttp[], perUser: number): void {
+    const seen = countersByUser(events);
+    const expected = Array.from({ length: perUser }, (_, n) => n);
+    for (const user of users) {
+        expect(seen.get(user.userId), user.userId).toEqual(expected);
+    }
+}
+
+/** Each user's counter values in the order the room shows them. */
+export function countersByUser(events: RoomEvent[]): Map<string, number[]> {
     const seen = new Map<string, number[]>();
     for (const event of events) {
         const match = COUNTER_BODY.exec(String(event.content.body));
@@ -41,10 +101,12 @@ export function expectAllInOrderOnce(events: RoomEvent[], users: MatrixHttp[], p
         list.push(Number(match[2]));
         seen.set(match[1] as string, list);
     }
-    const expected = Array.from({ length: perUser }, (_, n) => n);
-    for (const user of users) {
-        expect(seen.get(user.userId), user.userId).toEqual(expected);
-    }
+    return seen;
+}
+
+/** The gap notices (m.notice) among the audit messages. */
+export function gapNotices(events: RoomEvent[]): RoomEvent[] {
+    return events.filter((e) => e.content.msgtype === "m.notice" && String(e.content.body).startsWith("Audit gap"));
 }
 
 export { outboxDepth } from "../../src/devenv/TestEnv.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ChangeScheduler } from "../../src/ingest/ChangeScheduler.js";
-import type { AccountDataChange } from "../../src/modules/ModuleHost.js";
+import type { AccountDataChange, GapRecord } from "../../src/modules/ModuleHost.js";
 
 const change = (seq: number, user: string) =>
     ({ id: `i${seq}`, seq, ts: 0, userId: user, roomId: null, type: "t" }) as AccountDataChange;
@@ -78,5 +78,23 @@ describe("ChangeScheduler", () => {
         // Submitted again (the retry), it runs.
         await scheduler.submit(change(3, "@a:x"));
         expect(ran).toEqual([2, 3]);
+    });
+
+    it("runs a gap notice alone: after everything before it, before anything after it", async () => {
+        const events: string[] = [];
+        const scheduler = new ChangeScheduler(4, async (c) => {
+            events.push(`start ${c.seq}`);
+            await tick();
+            events.push(`end ${c.seq}`);
+        });
+        const gap = { kind: "gap", id: "g", seq: 3, ts: 0, lost: 1, keys: [] } as unknown as GapRecord;
+        await Promise.all(
+            [change(1, "@a:x"), change(2, "@b:x"), gap, change(4, "@a:x"), change(5, "@c:x")].map((c) =>
+                scheduler.submit(c),
+            ),
+        );
+        const gapStart = events.indexOf("start 3");
+        expect(events.slice(gapStart, gapStart + 2)).toEqual(["start 3", "end 3"]);
+        expect(events.slice(0, gapStart).sort()).toEqual(["end 1", "end 2", "start 1", "start 2"]);
     });
 });

@@ -108,3 +108,41 @@ describe("EventSender against a homeserver over HTTP", () => {
         expect(hs.requests).toHaveLength(1);
     });
 });
+
+describe("EventSender with the sender's device", () => {
+    let hs: FakeHomeserver;
+
+    beforeEach(async () => {
+        hs = new FakeHomeserver();
+        await hs.start();
+    });
+    afterEach(async () => {
+        await hs.stop();
+    });
+
+    it("sends with user_id and device_id, and makes the device again if the homeserver lost it", async () => {
+        let ensured = 0;
+        const device = {
+            queryFor: (userId: string) => (userId === REQUEST.sender ? { user_id: userId, device_id: "DEV" } : null),
+            ensure: async () => (ensured++, true),
+        };
+        const retries: RetryReason[] = [];
+        const client = new MatrixClient(hs.url, "as_token");
+        const sender = new EventSender(
+            () => client,
+            { initialMs: 100, maxMs: 400, deadlineMs: 10_000 },
+            (r) => retries.push(r),
+            new VirtualClock(),
+            device,
+        );
+        hs.script({ status: 400, body: { errcode: "M_UNKNOWN_DEVICE", error: "no such device" } });
+        expect(await sender.send(REQUEST)).toBe("$e2");
+        expect(ensured).toBe(1);
+        expect(retries).toEqual(["unknown_device"]);
+        expect(hs.requests.map((r) => r.url.split("?")[1])).toEqual([
+            "user_id=%40audit%3Aexample.org&device_id=DEV",
+            "user_id=%40audit%3Aexample.org&device_id=DEV",
+        ]);
+        expect(new Set(hs.sendTxnIds())).toEqual(new Set([REQUEST.txnId]));
+    });
+});

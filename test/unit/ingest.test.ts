@@ -7,7 +7,7 @@ import { addIngestRoutes } from "../../src/ingest/IngestRoute.js";
 import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
 import { pythonDumps } from "../../src/json/PythonJson.js";
 import { Metrics } from "../../src/Metrics.js";
-import type { AccountDataChange } from "../../src/modules/ModuleHost.js";
+import type { AccountDataChange, AuditRecord } from "../../src/modules/ModuleHost.js";
 
 const TOKEN = "hs-token-for-tests";
 const MAX_BODY = 64 * 1024;
@@ -28,7 +28,7 @@ function wireChange(seq: number, overrides: Record<string, unknown> = {}): Recor
 describe("the change endpoint", () => {
     let appService: AppService;
     let url: string;
-    let dispatched: AccountDataChange[];
+    let dispatched: AuditRecord[];
     let failOn: Set<number>;
     let shutdown: { stopping: boolean };
 
@@ -70,7 +70,7 @@ describe("the change endpoint", () => {
             JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }),
         );
         expect(res).toEqual({ status: 200, json: { acknowledged_through: 7 } });
-        expect(dispatched.map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
+        expect((dispatched as AccountDataChange[]).map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
             [4, null, '{"n": 1.0}'],
             [7, "!r:example.org", '{"n": 1.0}'],
         ]);
@@ -82,7 +82,7 @@ describe("the change endpoint", () => {
             status: 200,
             json: { acknowledged_through: 1 },
         });
-        expect(dispatched.map((c) => c.type)).toEqual([type]);
+        expect((dispatched as AccountDataChange[]).map((c) => c.type)).toEqual([type]);
     });
 
     it("acknowledges an empty batch", async () => {

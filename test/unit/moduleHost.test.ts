@@ -22,6 +22,7 @@ function change(id: string, content = "{}", roomId: string | null = null): Accou
         id,
         seq: 1,
         ts: 0,
+        recovered: false,
         userId: "@alice:example.org",
         roomId,
         type: "m.test",

@@ -3,7 +3,8 @@
 On every account-data change it records the change in an outbox table in Synapse's database (queued in
 memory and committed by a background writer within milliseconds: see ``writer``; no network call), and on
 the delivery instance a background loop hands the outbox, in order, to the appservice that posts the audit
-messages.
+messages. On the account-data stream writer, each start first recovers changes that an unclean shutdown kept
+from the outbox (see ``recovery``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from synapse.module_api import JsonDict, ModuleApi
 
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
-from .outbox import Outbox, encode_content
+from .outbox import encode_content
+from .store import AuditStore
+from .synapse_state import account_data_stream_position, account_data_writers
 from .writer import OutboxWriter, register_shutdown_flush
 
 __all__ = ["AccountDataAuditModule", "AuditModuleConfig"]
@@ -24,11 +27,18 @@ logger = logging.getLogger(__name__)
 
 
 class AccountDataAuditModule:
+    #: The module's tables (a seam for fault-injection builds in the test suite).
+    store_class: type[AuditStore] = AuditStore
+
     def __init__(self, config: AuditModuleConfig, api: ModuleApi, reactor: Any = None) -> None:
-        self._outbox = Outbox(api)
+        self._outbox = self.store_class(api)
         self._deliverer: Deliverer | None = None
-        self._writer = OutboxWriter(api, self._outbox, on_written=self._kick_delivery)
+        # Read now: modules are loaded just before Synapse starts listening, so no change of this run has a
+        # position at or below it (see ``recovery``).
+        fence = recovery_fence(api)
+        self._writer = OutboxWriter(api, self._outbox, on_written=self._kick_delivery, recovery_fence=fence)
         register_shutdown_flush(api, self._writer, reactor)
+        self._writer.start()
         if (api.worker_name or "master") == config.delivery_instance:
             deliverer = Deliverer(api, config, self._outbox)
             self._deliverer = deliverer
@@ -68,3 +78,34 @@ class AccountDataAuditModule:
     def _kick_delivery(self) -> None:
         if self._deliverer is not None:
             self._deliverer.kick()
+
+
+def recovery_fence(api: ModuleApi) -> int | None:
+    """The account-data stream position recovery runs up to, or None where it must not run: on instances
+    that are not the account-data stream writer (they never see a change), and where Synapse has several
+    writers (one writer's startup position does not bound the others' changes)."""
+    instance = api.worker_name or "master"
+    writers = account_data_writers(api)
+    if writers is None:
+        logger.error(
+            "Account-data audit crash recovery is off: cannot tell whether this instance writes account data."
+        )
+        return None
+    if instance not in writers:
+        return None
+    if len(writers) > 1:
+        logger.warning(
+            "Synapse has several account-data stream writers (%s): account-data audit crash recovery is off. "
+            "A clean shutdown still loses nothing; a hard crash of a writer can lose the changes it had not "
+            "yet written to the audit outbox (see the README).",
+            ", ".join(writers),
+        )
+        return None
+    position = account_data_stream_position(api)
+    if position is None:
+        logger.error(
+            "Account-data audit crash recovery is off: this Synapse version does not expose the account-data "
+            "stream position the module reads. Changes are still recorded; a hard crash can lose the few "
+            "not yet written to the audit outbox."
+        )
+    return position

@@ -24,6 +24,7 @@ from twisted.internet import defer
 
 from . import outbox
 from .config import AuditModuleConfig
+from .store import AuditStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Deliverer:
         self,
         api: ModuleApi,
         config: AuditModuleConfig,
-        store: outbox.Outbox,
+        store: AuditStore,
         rand: random.Random | None = None,
     ) -> None:
         self._api = api

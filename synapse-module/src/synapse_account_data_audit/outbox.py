@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
-from synapse.storage.engines import PostgresEngine
+
+from .dbutil import is_postgres, table_columns_txn
 
 TABLE = "account_data_audit_outbox"
+
+#: What an outbox row is: an account-data change the callback saw, one that crash recovery found in
+#: Synapse's tables, or a notice that earlier values of some keys were overwritten before they were recorded.
+KIND_CHANGE = "change"
+KIND_RECOVERED = "recovered"
+KIND_GAP = "gap"
 
 _CREATE_SQLITE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -26,16 +32,26 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     room_id TEXT,
     account_data_type TEXT NOT NULL,
     content TEXT NOT NULL,
-    created_ts BIGINT NOT NULL
+    created_ts BIGINT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '{KIND_CHANGE}',
+    stream_id BIGINT,
+    details TEXT
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
 _CREATE_POSTGRES = _CREATE_SQLITE.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
 
+#: Columns added after the first release, with their definitions: an existing outbox gains them at startup.
+_ADDED_COLUMNS = {
+    "kind": f"TEXT NOT NULL DEFAULT '{KIND_CHANGE}'",
+    "stream_id": "BIGINT",
+    "details": "TEXT",
+}
+
 
 @dataclass(frozen=True)
 class NewChange:
-    """A change as the callback recorded it, before it has a sequence number."""
+    """A change as the callback recorded it (or recovery found it), before it has a sequence number."""
 
     change_id: str
     user_id: str
@@ -43,17 +59,30 @@ class NewChange:
     account_data_type: str
     content: str
     created_ts: int
+    kind: str = KIND_CHANGE
+    #: The change's position in Synapse's account-data stream, where it is known (see ``claims``).
+    stream_id: int | None = None
+    #: For a gap notice: its JSON (the keys concerned and how many values were lost).
+    details: str | None = None
 
 
 @dataclass(frozen=True)
 class OutboxRow(NewChange):
     """A change in the outbox, with its sequence number."""
 
-    seq: int
+    seq: int = field(kw_only=True)
 
     def to_wire(self) -> dict[str, Any]:
-        """The change as the delivery protocol carries it (``content`` stays JSON text)."""
-        return {
+        """The row as the delivery protocol carries it (``content`` stays JSON text)."""
+        if self.kind == KIND_GAP:
+            return {
+                "id": self.change_id,
+                "seq": self.seq,
+                "ts": self.created_ts,
+                "kind": KIND_GAP,
+                "gap": json.loads(self.details or "{}"),
+            }
+        wire: dict[str, Any] = {
             "id": self.change_id,
             "seq": self.seq,
             "ts": self.created_ts,
@@ -62,6 +91,9 @@ class OutboxRow(NewChange):
             "type": self.account_data_type,
             "content": self.content,
         }
+        if self.kind == KIND_RECOVERED:
+            wire["recovered"] = True
+        return wire
 
 
 def _to_json_compatible(value: object) -> object:
@@ -78,34 +110,70 @@ def encode_content(content: Mapping[str, Any]) -> str:
     return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_to_json_compatible)
 
 
-def create_table_txn(txn: LoggingTransaction) -> None:
-    is_postgres = isinstance(txn.database_engine, PostgresEngine)
-    txn.execute(_CREATE_POSTGRES if is_postgres else _CREATE_SQLITE)
+def create_outbox_txn(txn: LoggingTransaction) -> None:
+    txn.execute(_CREATE_POSTGRES if is_postgres(txn) else _CREATE_SQLITE)
+    # An outbox made by an earlier version keeps its rows (they are delivered as before) and gains the
+    # new columns.
+    missing = [name for name in _ADDED_COLUMNS if name not in table_columns_txn(txn, TABLE)]
+    for name in missing:
+        # IF NOT EXISTS on PostgreSQL: two instances may start at once. SQLite has one process.
+        if_not_exists = "IF NOT EXISTS " if is_postgres(txn) else ""
+        txn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {if_not_exists}{name} {_ADDED_COLUMNS[name]}")
+
+
+_COLUMNS = "change_id, user_id, room_id, account_data_type, content, created_ts, kind, stream_id, details"
+#: Rows per multi-row INSERT on PostgreSQL (11 parameters each; well under any parameter limit).
+_ROWS_PER_STATEMENT = 50
+
+
+def _values(change: NewChange) -> tuple[object, ...]:
+    return (
+        change.change_id,
+        change.user_id,
+        change.room_id,
+        change.account_data_type,
+        change.content,
+        change.created_ts,
+        change.kind,
+        change.stream_id,
+        change.details,
+    )
+
+
+def _one(txn: LoggingTransaction) -> Any:
+    row = txn.fetchone()
+    assert row is not None
+    return row[0]
 
 
 def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
     """Inserts ``changes`` in list order (their sequence numbers increase in that order)."""
-    if isinstance(txn.database_engine, PostgresEngine):
-        # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see
-        # seq N+1 before N is committed. This lock (held until commit, and taken only by inserters) makes
-        # commit order equal sequence order, so what is visible is always a gap-free prefix. SQLite has a
-        # single writer already.
-        txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
-    for change in changes:
-        # One statement per row, not executemany/execute_values: only per-statement order is guaranteed
-        # to assign the sequence numbers in list order.
-        txn.execute(
-            f"INSERT INTO {TABLE} (change_id, user_id, room_id, account_data_type, content, created_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                change.change_id,
-                change.user_id,
-                change.room_id,
-                change.account_data_type,
-                change.content,
-                change.created_ts,
-            ),
-        )
+    if not changes:
+        return
+    if not is_postgres(txn):
+        # SQLite runs in Synapse's process with a single writer: a statement per row costs microseconds.
+        for change in changes:
+            txn.execute(
+                f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _values(change)
+            )
+        return
+    # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see seq N+1
+    # before N is committed. This lock (held until commit, and taken only by inserters) makes commit order
+    # equal sequence order, so what is visible is always a gap-free prefix.
+    txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+    # Under the lock no one else draws from the sequence: take a block of numbers and assign them in list
+    # order explicitly, so a few multi-row statements do the work of one round trip per row.
+    txn.execute(f"SELECT pg_get_serial_sequence('{TABLE}', 'seq')")
+    sequence = _one(txn)
+    txn.execute("SELECT nextval(?)", (sequence,))
+    first = int(_one(txn))
+    if len(changes) > 1:
+        txn.execute("SELECT setval(?, ?)", (sequence, first + len(changes) - 1))
+    for start in range(0, len(changes), _ROWS_PER_STATEMENT):
+        chunk = changes[start : start + _ROWS_PER_STATEMENT]
+        placeholders = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+        args = [value for i, c in enumerate(chunk) for value in (first + start + i, *_values(c))]
+        txn.execute(f"INSERT INTO {TABLE} (seq, {_COLUMNS}) VALUES {placeholders}", args)
 
 
 def fetch_batch_txn(
@@ -114,14 +182,14 @@ def fetch_batch_txn(
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
     ``max_bytes`` of content (always at least one row, however large)."""
     txn.execute(
-        f"SELECT seq, change_id, user_id, room_id, account_data_type, content, created_ts"
-        f" FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        f"SELECT seq, change_id, user_id, room_id, account_data_type, content, created_ts, kind, stream_id,"
+        f" details FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
         (after_seq, limit),
     )
     rows: list[OutboxRow] = []
     total = 0
-    for seq, change_id, user_id, room_id, data_type, content, created_ts in txn:
-        total += len(content)
+    for seq, change_id, user_id, room_id, data_type, content, created_ts, kind, stream_id, details in txn:
+        total += len(content) + len(details or "")
         if rows and total > max_bytes:
             break
         rows.append(
@@ -132,6 +200,9 @@ def fetch_batch_txn(
                 account_data_type=data_type,
                 content=content,
                 created_ts=int(created_ts),
+                kind=str(kind),
+                stream_id=int(stream_id) if stream_id is not None else None,
+                details=details,
                 seq=int(seq),
             )
         )
@@ -149,32 +220,3 @@ def stats_txn(txn: LoggingTransaction) -> tuple[int, int | None]:
     row = txn.fetchone()
     assert row is not None
     return int(row[0]), (int(row[1]) if row[1] is not None else None)
-
-
-class Outbox:
-    """The outbox table, through Synapse's database pool."""
-
-    def __init__(self, api: ModuleApi) -> None:
-        self._api = api
-        self._table_ready = False
-
-    async def ensure_table(self) -> None:
-        if not self._table_ready:
-            await self._api.run_db_interaction("account_data_audit_create", create_table_txn)
-            self._table_ready = True
-
-    async def insert_many(self, changes: list[NewChange]) -> None:
-        await self.ensure_table()
-        await self._api.run_db_interaction("account_data_audit_record", insert_many_txn, changes)
-
-    async def fetch_batch(self, limit: int, max_bytes: int, after_seq: int = 0) -> list[OutboxRow]:
-        await self.ensure_table()
-        return await self._api.run_db_interaction(
-            "account_data_audit_fetch", fetch_batch_txn, limit, max_bytes, after_seq
-        )
-
-    async def delete_range(self, first_seq: int, last_seq: int) -> None:
-        await self._api.run_db_interaction("account_data_audit_delete", delete_range_txn, first_seq, last_seq)
-
-    async def stats(self) -> tuple[int, int | None]:
-        return await self._api.run_db_interaction("account_data_audit_stats", stats_txn)

@@ -11,7 +11,11 @@ the few milliseconds until the writer commits it, and:
 - everything pending when a write starts goes in one transaction (many concurrent users, one commit);
 - a failed write is retried with backoff, the changes kept in order; past ``max_pending`` waiting changes
   the callback does wait for the writer, so a database outage cannot grow memory without bound;
-- on Synapse shutdown, ``flush`` runs before the database pool closes.
+- on Synapse shutdown, ``flush`` runs before the database pool closes;
+- on the account-data stream writer, crash recovery (``recovery``) runs first, before any change is
+  written, so recovered changes come before this run's in the outbox.
+
+Each write also claims the changes' stream positions (``claims``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from synapse.module_api import ModuleApi, make_deferred_yieldable
 from twisted.internet import defer
 
 from .delivery import backoff_delay
-from .outbox import NewChange, Outbox
+from .outbox import NewChange
+from .recovery import RecoveryResult
+from .store import AuditStore
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +43,52 @@ PENDING = Gauge(
 WRITE_FAILURES = Counter(
     "synapse_account_data_audit_write_failures_total", "Failed attempts to write changes into the outbox."
 )
+RECOVERED = Counter(
+    "synapse_account_data_audit_recovered_total",
+    "Account-data changes recovered from Synapse's tables after an unclean shutdown.",
+)
+GAP_NOTICES = Counter(
+    "synapse_account_data_audit_gap_notices_total",
+    "Gap notices: keys whose earlier values may have been overwritten before they could be recorded.",
+)
+UNACCOUNTED = Counter(
+    "synapse_account_data_audit_unaccounted_positions_total",
+    "Account-data stream positions that recovery could not account for (see the README).",
+    ["attributed"],
+)
+RECOVERY_FAILURES = Counter(
+    "synapse_account_data_audit_recovery_failures_total", "Failed attempts to run crash recovery."
+)
 
 #: Most rows in one insert transaction.
 MAX_ROWS_PER_WRITE = 500
+#: Attempts at crash recovery before new changes are written without it (it runs again at the next start).
+RECOVERY_ATTEMPTS = 8
+
+
+def new_change_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _describe(result: RecoveryResult) -> str:
+    keys = [
+        f"{row.key.user_id} {row.key.account_data_type}"
+        + (f" in {row.key.room_id}" if row.key.room_id else "")
+        for row in result.recovered[:5]
+    ]
+    more = f" and {len(result.recovered) - 5} more" if len(result.recovered) > 5 else ""
+    return ", ".join(keys) + more
 
 
 class OutboxWriter:
     def __init__(
         self,
         api: ModuleApi,
-        store: Outbox,
+        store: AuditStore,
         on_written: Callable[[], None],
         max_pending: int = 10_000,
         rand: random.Random | None = None,
+        recovery_fence: int | None = None,
     ) -> None:
         self._api = api
         self._store = store
@@ -60,6 +99,9 @@ class OutboxWriter:
         self._running = False
         #: Callers waiting for the pending list to shrink (backpressure) or empty (flush).
         self._waiters: list[tuple[int, defer.Deferred[None]]] = []
+        #: Synapse's account-data stream position at startup; None where this instance does not recover.
+        self._fence = recovery_fence
+        self._recovery_pending = recovery_fence is not None
 
     @property
     def pending(self) -> int:
@@ -69,7 +111,7 @@ class OutboxWriter:
         """Queues one change; returns at once unless ``max_pending`` changes are already waiting."""
         self._pending.append(
             NewChange(
-                change_id=uuid.uuid4().hex,
+                change_id=new_change_id(),
                 user_id=user_id,
                 room_id=room_id,
                 account_data_type=account_data_type,
@@ -87,8 +129,16 @@ class OutboxWriter:
         self._start()
         await self._wait_until_at_most(0)
 
+    def start(self) -> None:
+        """Runs crash recovery now, if this instance does it (else the first change starts the writer)."""
+        self._start()
+
+    @property
+    def recovering(self) -> bool:
+        return self._recovery_pending
+
     def _start(self) -> None:
-        if self._pending and not self._running:
+        if (self._pending or self._recovery_pending) and not self._running:
             self._running = True
             # On the reactor's next turn, not now: the request that recorded the change finishes writing its
             # response first instead of competing with the database thread for the GIL.
@@ -108,13 +158,78 @@ class OutboxWriter:
         for _, waiter in ready:
             waiter.callback(None)
 
+    async def _recover(self, fence: int) -> None:
+        """Crash recovery, retried with backoff; after ``RECOVERY_ATTEMPTS`` failures new changes are written
+        without it (a change must not wait for ever) and it runs again at the next start."""
+        for attempt in range(RECOVERY_ATTEMPTS):
+            try:
+                result = await self._store.recover(fence, new_change_id)
+            except Exception as e:
+                RECOVERY_FAILURES.inc()
+                delay = backoff_delay(attempt, 0.1, 10.0, self._rand)
+                logger.error("Account-data audit crash recovery failed (retry in %.1f s): %s", delay, e)
+                await self._api.sleep(delay)
+                continue
+            self._store.recovery_done = True
+            self._report(result)
+            if result.recovered or result.gap_keys:
+                self._on_written()
+            return
+        logger.error(
+            "Account-data audit crash recovery failed %d times; recording new changes without it. It runs "
+            "again at the next start.",
+            RECOVERY_ATTEMPTS,
+        )
+
+    @staticmethod
+    def _report(result: RecoveryResult) -> None:
+        if result.window is None:
+            return
+        after, through = result.window
+        if result.recovered:
+            RECOVERED.inc(len(result.recovered))
+            logger.warning(
+                "Recovered %d account-data changes that Synapse committed before it stopped uncleanly but "
+                "the audit outbox never got (stream positions %d-%d): %s",
+                len(result.recovered),
+                after + 1,
+                through,
+                _describe(result),
+            )
+        if result.gap_keys:
+            GAP_NOTICES.inc()
+            logger.warning(
+                "Audit gap: up to %d earlier account-data values of %d keys were overwritten before they "
+                "could be recorded (Synapse keeps only the latest value); a gap notice is posted",
+                result.lost,
+                len(result.gap_keys),
+            )
+        if result.lost:
+            UNACCOUNTED.labels(attributed="yes").inc(result.lost)
+        if result.unattributed:
+            UNACCOUNTED.labels(attributed="no").inc(result.unattributed)
+            logger.info(
+                "%d account-data stream positions in %d-%d are accounted for by no row and no recorded "
+                "change (overwritten room tags, writes Synapse rolled back, or no-op deletions)",
+                result.unattributed,
+                after + 1,
+                through,
+            )
+        if not (result.recovered or result.gap_keys):
+            logger.info(
+                "Account-data audit recovery: nothing missing in stream positions %d-%d", after + 1, through
+            )
+
     async def _write_all(self) -> None:
         attempt = 0
         try:
+            if self._fence is not None and self._recovery_pending:
+                await self._recover(self._fence)
+                self._recovery_pending = False
             while self._pending:
                 batch = self._pending[:MAX_ROWS_PER_WRITE]
                 try:
-                    await self._store.insert_many(batch)
+                    await self._store.record(batch)
                 except Exception as e:
                     # A write that failed after committing would be retried into duplicate rows; they carry
                     # the same change ID, which the appservice posts once.

@@ -1,0 +1,79 @@
+"""The module's tables, through Synapse's database pool: one async method per transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+
+from . import claims, outbox
+from .recovery import RecoveryResult, recover_txn
+
+#: Claims kept before old ones are dropped (see ``claims.prune_claims_txn``); checked every so many writes.
+CLAIMS_KEPT = 100_000
+_PRUNE_EVERY_WRITES = 100
+
+
+def create_tables_txn(txn: LoggingTransaction) -> None:
+    outbox.create_outbox_txn(txn)
+    claims.create_tables_txn(txn)
+
+
+def record_txn(txn: LoggingTransaction, changes: list[outbox.NewChange], prune: bool, advance: bool) -> None:
+    """Inserts ``changes`` into the outbox with the positions they claim, and the claims, in one
+    transaction (so a claim exists exactly when its change is in the outbox)."""
+    positions = claims.claim_positions_txn(txn, changes)
+    pairs = list(zip(changes, positions, strict=True))
+    outbox.insert_many_txn(
+        txn,
+        [change if position is None else replace(change, stream_id=position) for change, position in pairs],
+    )
+    claims.insert_claims_txn(
+        txn, [(position, claims.key_of(change)) for change, position in pairs if position is not None]
+    )
+    if prune:
+        claims.prune_claims_txn(txn, CLAIMS_KEPT, advance_recovered_through=advance)
+
+
+class AuditStore:
+    def __init__(self, api: ModuleApi) -> None:
+        self._api = api
+        self._tables_ready = False
+        self._writes = 0
+        #: Set once this run's recovery has finished: only then may pruning move ``recovered_through``.
+        self.recovery_done = False
+
+    async def ensure_tables(self) -> None:
+        if not self._tables_ready:
+            await self._api.run_db_interaction("account_data_audit_create", create_tables_txn)
+            self._tables_ready = True
+
+    async def record(self, changes: list[outbox.NewChange]) -> None:
+        await self.ensure_tables()
+        self._writes += 1
+        prune = self._writes % _PRUNE_EVERY_WRITES == 0
+        await self._api.run_db_interaction(
+            "account_data_audit_record", record_txn, changes, prune, self.recovery_done
+        )
+
+    async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult:
+        await self.ensure_tables()
+        return await self._api.run_db_interaction(
+            "account_data_audit_recover", recover_txn, fence, self._api.get_current_time_msec(), new_id
+        )
+
+    async def fetch_batch(self, limit: int, max_bytes: int, after_seq: int = 0) -> list[outbox.OutboxRow]:
+        await self.ensure_tables()
+        return await self._api.run_db_interaction(
+            "account_data_audit_fetch", outbox.fetch_batch_txn, limit, max_bytes, after_seq
+        )
+
+    async def delete_range(self, first_seq: int, last_seq: int) -> None:
+        await self._api.run_db_interaction(
+            "account_data_audit_delete", outbox.delete_range_txn, first_seq, last_seq
+        )
+
+    async def stats(self) -> tuple[int, int | None]:
+        return await self._api.run_db_interaction("account_data_audit_stats", outbox.stats_txn)
