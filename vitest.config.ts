@@ -1,5 +1,8 @@
 import { defineConfig } from "vitest/config";
 
+// Runs before any test file loads the bot SDK: silences its dependency's DEP0060 warning (and only that).
+const setupFiles = ["./src/quietDependencies.ts"];
+
 export default defineConfig({
     test: {
         projects: [
@@ -7,12 +10,14 @@ export default defineConfig({
                 test: {
                     name: "unit",
                     include: ["test/unit/**/*.test.ts"],
+                    setupFiles,
                 },
             },
             {
                 test: {
                     name: "e2e",
                     include: ["test/e2e/**/*.test.ts"],
+                    setupFiles,
                     // Each file starts its own Synapse; two cores cannot run several at once.
                     fileParallelism: false,
                     testTimeout: 180_000,

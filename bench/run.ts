@@ -3,6 +3,7 @@
  * on one machine (ratios measured together are what count). Prints a table and writes
  * bench/results/latest.json. `--quick` runs tiny sizes (a smoke test that the benchmark still works).
  */
+import "../lib/quietDependencies.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";

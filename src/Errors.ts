@@ -13,6 +13,20 @@ export class ConfigError extends Error {
     }
 }
 
+/**
+ * Every problem found in one configuration, so an admin fixes them in one go; the message lists them, one per
+ * line. `unknownKeys` are the keys that would be ignored (reported as warnings, not errors).
+ */
+export class InvalidConfigError extends ConfigError {
+    public constructor(
+        public readonly problems: readonly ConfigError[],
+        public readonly unknownKeys: readonly string[] = [],
+    ) {
+        super(problems[0]?.path ?? "", problems.map((p) => p.message).join("\n"));
+        this.name = "InvalidConfigError";
+    }
+}
+
 /** Startup cannot go on; the message says what the admin should do. */
 export class StartupError extends Error {
     public constructor(message: string, options?: ErrorOptions) {

@@ -1,6 +1,6 @@
 /** The package's public API: embed the appservice, or write modules against the module API. */
 export { start, type RunningApp, type StartOptions } from "./App.js";
-export { ConfigError, StartupError } from "./Errors.js";
+export { ConfigError, InvalidConfigError, StartupError } from "./Errors.js";
 export { type AppConfig, configSchema, parseConfig } from "./config/Config.js";
 export { loadConfigFile, parseConfigYaml } from "./config/loadConfig.js";
 export { AuditModule, auditMessageBody } from "./modules/AuditModule.js";

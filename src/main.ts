@@ -4,19 +4,23 @@
  *
  *   matrix-account-data-audit -r -u http://localhost:9993 [-l localpart] [-f registration.yaml]
  *   matrix-account-data-audit -c config.yaml [-f registration.yaml] [-p port]
- *   matrix-account-data-audit validate-config config.yaml
+ *   matrix-account-data-audit validate-config config.yaml   (every problem, then unknown keys; exit 1 on errors)
  */
+import "./quietDependencies.js";
 import { AppServiceRegistration, Cli, Logger } from "matrix-appservice-bridge";
 import { start } from "./App.js";
 import { parseConfig } from "./config/Config.js";
 import { loadConfigFile } from "./config/loadConfig.js";
-import { ConfigError, StartupError } from "./Errors.js";
+import { ConfigError, InvalidConfigError, StartupError } from "./Errors.js";
 import { completeRegistration } from "./Registration.js";
 
 const log = new Logger("main");
 
 function fail(err: unknown): never {
-    if (err instanceof ConfigError) {
+    if (err instanceof InvalidConfigError) {
+        for (const problem of err.problems) process.stderr.write(`Config error: ${problem.message}\n`);
+        warnUnknownKeys(err.unknownKeys);
+    } else if (err instanceof ConfigError) {
         process.stderr.write(`Config error: ${err.message}\n`);
     } else if (err instanceof StartupError) {
         process.stderr.write(`Cannot start: ${err.message}\n`);
@@ -26,7 +30,7 @@ function fail(err: unknown): never {
     process.exit(1);
 }
 
-function warnUnknownKeys(unknownKeys: string[]): void {
+function warnUnknownKeys(unknownKeys: readonly string[]): void {
     for (const key of unknownKeys) {
         process.stderr.write(`Warning: unknown config key '${key}' is ignored\n`);
     }

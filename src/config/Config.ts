@@ -1,16 +1,16 @@
 /**
  * The appservice's configuration: one schema gives its type, validation, defaults and config.sample.yaml.
  */
-import { ConfigError } from "../Errors.js";
+import { ConfigError, InvalidConfigError } from "../Errors.js";
 import { isServerName } from "../matrix/Identifiers.js";
 import { auditModuleSchema } from "../modules/AuditModuleConfig.js";
 import {
     booleanField,
     enumField,
     type Infer,
+    collectFields,
     integerField,
     optionalStringField,
-    parseFields,
     section,
     stringField,
 } from "./Schema.js";
@@ -110,18 +110,28 @@ export interface ParsedConfig {
     unknownKeys: string[];
 }
 
-/** Validates a parsed YAML document. Throws ConfigError naming the key path on the first problem. */
+/**
+ * Validates a parsed YAML document. Throws InvalidConfigError listing every problem, each naming its key path
+ * (with one problem, its message is that problem's).
+ */
 export function parseConfig(raw: unknown): ParsedConfig {
     if (raw === undefined || raw === null) {
-        throw new ConfigError("", "The config file is empty");
+        throw new InvalidConfigError([new ConfigError("", "The config file is empty")]);
     }
     const unknownKeys: string[] = [];
-    const config = parseFields(configSchema.fields, raw, unknownKeys);
-    if (config.sending.retry_max_ms < config.sending.retry_initial_ms) {
-        throw new ConfigError(
-            "sending.retry_max_ms",
-            "'sending.retry_max_ms' must not be smaller than 'sending.retry_initial_ms'",
-        );
+    const problems: ConfigError[] = [];
+    const config = collectFields(configSchema.fields, raw, problems, unknownKeys);
+    const retry = config.sending as Partial<AppConfig["sending"]> | undefined;
+    if (retry?.retry_max_ms !== undefined && retry.retry_initial_ms !== undefined) {
+        if (retry.retry_max_ms < retry.retry_initial_ms) {
+            problems.push(
+                new ConfigError(
+                    "sending.retry_max_ms",
+                    "'sending.retry_max_ms' must not be smaller than 'sending.retry_initial_ms'",
+                ),
+            );
+        }
     }
+    if (problems.length > 0) throw new InvalidConfigError(problems, unknownKeys);
     return { config, unknownKeys };
 }

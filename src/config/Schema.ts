@@ -2,7 +2,7 @@
  * A tiny schema language: one definition gives a config section's TypeScript type, its validation with
  * errors that name the key path, its defaults, and the commented sample file (see Sample.ts).
  */
-import { ConfigError } from "../Errors.js";
+import { ConfigError, InvalidConfigError } from "../Errors.js";
 
 export interface FieldSpec<T> {
     readonly kind: "field";
@@ -117,35 +117,55 @@ function isMapping(value: unknown): value is Record<string, unknown> {
 
 /**
  * Validates `raw` against `fields` and fills in defaults. A key whose value is missing or null takes its
- * default, or is reported as required. Unknown keys are collected in `unknownKeys` (dotted paths).
+ * default, or is reported as required. Every problem is added to `problems` (the result is then incomplete
+ * and must not be used); unknown keys are collected in `unknownKeys` (dotted paths).
  */
-export function parseFields<F extends Fields>(
+export function collectFields<F extends Fields>(
     fields: F,
     raw: unknown,
+    problems: ConfigError[],
     unknownKeys: string[],
     prefix = "",
 ): Infer<SectionSpec<F>> {
+    const result: Record<string, unknown> = {};
     if (!isMapping(raw)) {
         const where = prefix ? `'${prefix.slice(0, -1)}'` : "The config";
-        throw new ConfigError(prefix.slice(0, -1), `${where} must be a mapping, got ${describe(raw)}`);
+        problems.push(new ConfigError(prefix.slice(0, -1), `${where} must be a mapping, got ${describe(raw)}`));
+        return result as Infer<SectionSpec<F>>;
     }
-    const result: Record<string, unknown> = {};
     for (const [key, spec] of Object.entries(fields)) {
         const path = prefix + key;
         const value = raw[key];
         if (spec.kind === "section") {
-            result[key] = parseFields(spec.fields as Fields, value ?? {}, unknownKeys, `${path}.`);
+            result[key] = collectFields(spec.fields as Fields, value ?? {}, problems, unknownKeys, `${path}.`);
         } else if (value === undefined || value === null) {
             if (spec.default === undefined) {
-                throw new ConfigError(path, `'${path}' is required`);
+                problems.push(new ConfigError(path, `'${path}' is required`));
             }
             result[key] = spec.default;
         } else {
-            result[key] = spec.parse(value, path);
+            try {
+                result[key] = spec.parse(value, path);
+            } catch (err) {
+                if (!(err instanceof ConfigError)) throw err;
+                problems.push(err);
+            }
         }
     }
     for (const key of Object.keys(raw)) {
         if (!(key in fields)) unknownKeys.push(prefix + key);
     }
     return result as Infer<SectionSpec<F>>;
+}
+
+/** `collectFields`, throwing InvalidConfigError with every problem if there is any. */
+export function parseFields<F extends Fields>(
+    fields: F,
+    raw: unknown,
+    unknownKeys: string[] = [],
+): Infer<SectionSpec<F>> {
+    const problems: ConfigError[] = [];
+    const result = collectFields(fields, raw, problems, unknownKeys);
+    if (problems.length > 0) throw new InvalidConfigError(problems, unknownKeys);
+    return result;
 }

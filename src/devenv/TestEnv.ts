@@ -71,6 +71,8 @@ export interface TestEnv {
      * place of the host module (same config), e.g. HELD_WRITER_MODULE.
      */
     restartSynapse(opts?: { signal?: NodeJS.Signals; module?: string }): Promise<void>;
+    /** The same for the account-data writer worker alone (`workers` environments). */
+    restartWorker(opts?: { signal?: NodeJS.Signals; module?: string }): Promise<void>;
     tearDown(): Promise<void>;
 }
 
@@ -158,6 +160,13 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
                 await synapse.stop(signal);
                 await synapse.writeConfig([{ ...ourModule, module }]);
                 await synapse.start();
+            },
+            restartWorker: async (opts: { signal?: NodeJS.Signals; module?: string } = {}) => {
+                const { signal = "SIGTERM", module = HOST_MODULE } = opts;
+                if (!synapse.worker) throw new Error("This environment has no worker");
+                await synapse.worker.stop(signal);
+                await synapse.writeConfig([{ ...ourModule, module }]);
+                await synapse.worker.start();
             },
         });
         if (hostModule === "ours" && opts.startAppservice !== false) {

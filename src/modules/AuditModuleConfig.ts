@@ -25,5 +25,5 @@ export type AuditModuleConfig = Infer<typeof auditModuleSchema>;
 
 /** Parses the audit module's keys out of `raw`, ignoring any other keys. */
 export function parseAuditModuleConfig(raw: unknown): AuditModuleConfig {
-    return parseFields(auditModuleSchema.fields, raw, []);
+    return parseFields(auditModuleSchema.fields, raw);
 }

@@ -2,6 +2,7 @@
  * `npm run demo`: a throwaway Synapse with the host module, the appservice, a user who changes some
  * account data, and the audit room printed as an auditor sees it. Everything is removed afterwards.
  */
+import "../quietDependencies.js";
 import { createTestEnv, type TestEnv } from "../devenv/TestEnv.js";
 
 function say(line: string): void {

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { expect } from "vitest";
 import type { MatrixHttp, RoomEvent } from "../../src/devenv/MatrixHttp.js";
 import type { TestEnv } from "../../src/devenv/TestEnv.js";
@@ -107,6 +108,42 @@ export function countersByUser(events: RoomEvent[]): Map<string, number[]> {
 /** The gap notices (m.notice) among the audit messages. */
 export function gapNotices(events: RoomEvent[]): RoomEvent[] {
     return events.filter((e) => e.content.msgtype === "m.notice" && String(e.content.body).startsWith("Audit gap"));
+}
+
+/**
+ * What a hard crash allows: each user's values at most once and in order, and every value missing from the
+ * room named by a gap notice for that user's counter (Synapse keeps only the latest value of a key). Returns
+ * how many values were missing.
+ */
+export function expectOnceInOrderOrNoticed(events: RoomEvent[], users: MatrixHttp[], perUser: number): number {
+    const seen = countersByUser(events);
+    const notices = gapNotices(events).map((e) => String(e.content.body));
+    let missing = 0;
+    for (const user of users) {
+        const values = seen.get(user.userId) ?? [];
+        expect(values, `${user.userId}: each value at most once, in order`).toEqual(
+            [...new Set(values)].sort((a, b) => a - b),
+        );
+        expect(values.at(-1), `${user.userId}: the last value`).toBe(perUser - 1);
+        if (values.length < perUser) {
+            missing += perUser - values.length;
+            const named = notices.some((n) => n.includes(`${user.userId}'s account data of type ${COUNTER_TYPE}`));
+            expect(named, `${user.userId}: ${perUser - values.length} values missing, named by a gap notice`).toBe(
+                true,
+            );
+        }
+    }
+    return missing;
+}
+
+/** How many changes the fault-injection build of the host module holds unwritten (from its log lines). */
+export function heldChanges(logPath: string): number {
+    return (readFileSync(logPath, "utf8").match(/HELD change of/g) ?? []).length;
+}
+
+/** The audit message body the seed's example module posts. */
+export function auditBody(user: string, type: string, json: string, room?: string): string {
+    return `${user} has changed their account data for type ${type} to: ${json}` + (room ? ` (in room ${room})` : "");
 }
 
 export { outboxDepth } from "../../src/devenv/TestEnv.js";

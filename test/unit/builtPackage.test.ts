@@ -34,10 +34,25 @@ describe("the built package", () => {
         const sample = run("config.sample.yaml");
         expect(sample.status).toBe(0);
         expect(sample.stdout).toBe("config.sample.yaml is valid.\n");
+        expect(sample.stderr).toBe(""); // no deprecation warnings from dependencies
 
         const missing = run("test/unit/fixtures/missing-sender.yaml");
         expect(missing.status).toBe(1);
         expect(missing.stderr).toContain("Config error: 'sender' is required");
+
+        const many = run("test/unit/fixtures/many-problems.yaml");
+        expect(many.status).toBe(1);
+        expect(many.stderr).toBe(
+            [
+                "Config error: 'audit_room' must be a room ID (!…) or a room alias (#…:server), got \"audit\"",
+                "Config error: 'sender' is required",
+                "Config error: 'homeserver.url' must be an http:// or https:// URL, got \"localhost:8008\"",
+                "Config error: 'listen.port' must be an integer, got string \"eighty\"",
+                "Config error: 'sending.max_in_flight' must be between 1 and 10, got 50",
+                "Warning: unknown config key 'homeserver.prot' is ignored",
+                "",
+            ].join("\n"),
+        );
 
         const unknown = run("test/unit/fixtures/unknown-key.yaml");
         expect(unknown.status).toBe(0);

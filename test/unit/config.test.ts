@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/Config.js";
 import { parseConfigYaml } from "../../src/config/loadConfig.js";
 import { renderConfigSample } from "../../src/config/Sample.js";
-import { ConfigError } from "../../src/Errors.js";
+import { ConfigError, InvalidConfigError } from "../../src/Errors.js";
 import { AuditModule } from "../../src/modules/AuditModule.js";
 
 const MINIMAL = {
@@ -73,6 +73,21 @@ describe("parseConfig", () => {
         const err = errorOf({ ...MINIMAL, ...override });
         expect(err.path).toBe(path);
         expect(err.message).toContain(message);
+    });
+
+    it("reports every problem at once, each with its key path, and the unknown keys", () => {
+        const err = errorOf({ audit_room: 5, homeserver: { url: "x" }, listen: { port: "eighty" }, extra: 1 });
+        expect(err).toBeInstanceOf(InvalidConfigError);
+        const { problems, unknownKeys } = err as InvalidConfigError;
+        expect(problems.map((p) => p.path)).toEqual([
+            "audit_room",
+            "sender",
+            "homeserver.url",
+            "homeserver.server_name",
+            "listen.port",
+        ]);
+        expect(err.message.split("\n")).toEqual(problems.map((p) => p.message));
+        expect(unknownKeys).toEqual(["extra"]);
     });
 
     it("reports unknown keys with their paths", () => {

@@ -80,6 +80,8 @@ class RecoveryResult:
     gap_keys: list[GapKey]
     lost: int
     unattributed: int
+    #: Set on the first start with crash recovery: the position the audit trail starts from.
+    first_start: int | None = None
 
 
 def _unaccounted_ranges(explained: list[int], after: int, fence: int) -> list[tuple[int, int]]:
@@ -215,6 +217,7 @@ def recover_txn(
         # stream position was read low at startup; nothing below ``after`` is ever looked at again.)
         if after is None:
             set_state_txn(txn, STATE_RECOVERED_THROUGH, fence)
+            return RecoveryResult(None, [], [], 0, 0, first_start=fence)
         return RecoveryResult(None, [], [], 0, 0)
 
     rows = scan_rows_txn(txn, after)

@@ -9,6 +9,7 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from . import claims, outbox
+from .dbutil import is_postgres
 from .recovery import RecoveryResult, recover_txn
 
 #: Claims kept before old ones are dropped (see ``claims.prune_claims_txn``); checked every so many writes.
@@ -16,7 +17,13 @@ CLAIMS_KEPT = 100_000
 _PRUNE_EVERY_WRITES = 100
 
 
+#: Serialises table creation between Synapse's processes (concurrent CREATE TABLE IF NOT EXISTS can fail).
+_CREATE_LOCK_KEY = 0x61646174  # "adat"
+
+
 def create_tables_txn(txn: LoggingTransaction) -> None:
+    if is_postgres(txn):
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (_CREATE_LOCK_KEY,))
     outbox.create_outbox_txn(txn)
     claims.create_tables_txn(txn)
 

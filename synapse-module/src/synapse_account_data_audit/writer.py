@@ -183,6 +183,11 @@ class OutboxWriter:
 
     @staticmethod
     def _report(result: RecoveryResult) -> None:
+        if result.first_start is not None:
+            logger.info(
+                "Account-data audit crash recovery set up: changes after stream position %d are covered",
+                result.first_start,
+            )
         if result.window is None:
             return
         after, through = result.window
