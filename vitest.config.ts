@@ -18,6 +18,7 @@ export default defineConfig({
                     name: "e2e",
                     include: ["test/e2e/**/*.test.ts"],
                     setupFiles,
+                    globalSetup: ["./test/e2e/globalSetup.ts"],
                     // Each file starts its own Synapse; two cores cannot run several at once.
                     fileParallelism: false,
                     testTimeout: 180_000,

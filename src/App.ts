@@ -99,7 +99,9 @@ export async function start(
         },
     );
     const modules = new ModuleHost(config.homeserver.server_name, sender);
-    new AuditModule({ audit_room: auditRoomId, sender: config.sender }, modules.api);
+    new AuditModule({ audit_room: auditRoomId, sender: config.sender, audit: config.audit }, modules.api, {
+        onRecorded: (level) => metrics.records.inc({ level }),
+    });
     const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight);
 
     const appService = new AppService({

@@ -5,6 +5,7 @@ export class Metrics {
     public readonly batchesReceived: Counter<"result">;
     public readonly changesProcessed: Counter;
     public readonly changesRecovered: Counter;
+    public readonly records: Counter<"level">;
     public readonly gapNotices: Counter;
     public readonly durableTransactionIds: Gauge;
     public readonly changesFailed: Counter;
@@ -28,6 +29,12 @@ export class Metrics {
         this.changesRecovered = new Counter({
             name: "account_data_audit_changes_recovered_total",
             help: "Of the changes handled, those the host module recovered after an unclean homeserver shutdown.",
+            registers,
+        });
+        this.records = new Counter({
+            name: "account_data_audit_records_total",
+            help: "Changes by the level the audit policy gave them (full, metadata, none: not posted).",
+            labelNames: ["level"],
             registers,
         });
         this.gapNotices = new Counter({

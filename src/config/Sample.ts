@@ -20,7 +20,14 @@ function renderFields(fields: Fields, indent: string, out: string[]): void {
             out.push(
                 `${indent}# ${spec.default === undefined ? "Required." : `Default: ${renderScalar(spec.default)}`}`,
             );
-            out.push(`${indent}${key}: ${renderScalar(spec.sample)}`);
+            const sample = spec.sample;
+            if (typeof sample === "object" && sample !== null && Object.keys(sample).length > 0) {
+                // A list or mapping: a YAML block under the key, inner lists in flow style.
+                const block = yaml.dump(sample, { lineWidth: -1, flowLevel: 2 }).trimEnd().split("\n");
+                out.push(`${indent}${key}:`, ...block.map((line) => `${indent}  ${line}`));
+            } else {
+                out.push(`${indent}${key}: ${renderScalar(sample)}`);
+            }
         }
     }
 }

@@ -104,6 +104,55 @@ export function enumField<const T extends string>(opts: FieldOptions<T> & { valu
     });
 }
 
+type StringListOptions<D> = { doc: string; default?: D; sample?: unknown } & {
+    check?: (value: string) => string | undefined;
+};
+
+/** A list of non-empty strings (e.g. glob patterns); with `default: null`, absent means "not given". */
+export function stringListField(opts: StringListOptions<string[]>): FieldSpec<string[]>;
+export function stringListField(opts: StringListOptions<null> & { default: null }): FieldSpec<string[] | null>;
+export function stringListField(opts: StringListOptions<string[] | null>): FieldSpec<string[] | null> {
+    return field<string[] | null>(opts, (value, path) => {
+        if (!Array.isArray(value)) {
+            throw new ConfigError(path, `'${path}' must be a list of strings, got ${describe(value)}`);
+        }
+        return value.map((item: unknown, i) => {
+            const itemPath = `${path}[${i}]`;
+            if (typeof item !== "string" || item.length === 0) {
+                throw new ConfigError(itemPath, `'${itemPath}' must be a non-empty string, got ${describe(item)}`);
+            }
+            const problem = opts.check?.(item);
+            if (problem) throw new ConfigError(itemPath, `'${itemPath}' ${problem}, got ${JSON.stringify(item)}`);
+            return item;
+        });
+    });
+}
+
+/**
+ * A list of mappings, each validated against `item` (every problem reported, with paths like
+ * `audit.rules[2].level`). Unknown keys inside an item are errors: in a list of rules a misspelt key would
+ * silently change what the rule does.
+ */
+export function listField<F extends Fields>(
+    opts: FieldOptions<Infer<SectionSpec<F>>[]> & { item: SectionSpec<F> },
+): FieldSpec<Infer<SectionSpec<F>>[]> & { readonly item: SectionSpec<F> } {
+    const spec = field(opts, (value, path) => {
+        if (!Array.isArray(value)) {
+            throw new ConfigError(path, `'${path}' must be a list, got ${describe(value)}`);
+        }
+        const problems: ConfigError[] = [];
+        const items = value.map((raw: unknown, i) => {
+            const unknownKeys: string[] = [];
+            const parsed = collectFields(opts.item.fields, raw, problems, unknownKeys, `${path}[${i}].`);
+            for (const key of unknownKeys) problems.push(new ConfigError(key, `'${key}' is not a known key`));
+            return parsed;
+        });
+        if (problems.length > 0) throw new InvalidConfigError(problems);
+        return items;
+    });
+    return { ...spec, item: opts.item };
+}
+
 function describe(value: unknown): string {
     if (value === null) return "null";
     if (Array.isArray(value)) return "a list";
@@ -147,8 +196,9 @@ export function collectFields<F extends Fields>(
             try {
                 result[key] = spec.parse(value, path);
             } catch (err) {
-                if (!(err instanceof ConfigError)) throw err;
-                problems.push(err);
+                if (err instanceof InvalidConfigError) problems.push(...err.problems);
+                else if (err instanceof ConfigError) problems.push(err);
+                else throw err;
             }
         }
     }

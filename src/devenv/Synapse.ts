@@ -20,8 +20,11 @@ export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 export const VENV = resolve(PROJECT_ROOT, process.env.AUDIT_VENV ?? ".venv");
 const PYTHON = join(VENV, "bin", "python");
 
+/** Prefix of the PostgreSQL databases the dev env creates (one per homeserver). */
+const DATABASE_PREFIX = "audit_test_";
+
 /** Runs one statement on the local PostgreSQL server's maintenance database. */
-async function adminQuery(statement: string): Promise<void> {
+async function adminQuery(statement: string): Promise<Record<string, unknown>[]> {
     const sql = postgres({
         host: "127.0.0.1",
         port: 5432,
@@ -30,10 +33,24 @@ async function adminQuery(statement: string): Promise<void> {
         onnotice: () => undefined,
     });
     try {
-        await sql.unsafe(statement);
+        return [...(await sql.unsafe(statement))];
     } finally {
         await sql.end();
     }
+}
+
+/**
+ * Drops the databases an earlier, killed run left behind: those of this dev env that nobody is connected to
+ * (a run in progress keeps its homeserver connected). Returns their names.
+ */
+export async function dropLeftoverDatabases(): Promise<string[]> {
+    const rows = await adminQuery(
+        `SELECT datname FROM pg_database WHERE datname LIKE '${DATABASE_PREFIX}%' AND datname NOT IN ` +
+            "(SELECT datname FROM pg_stat_activity WHERE datname IS NOT NULL)",
+    );
+    const names = rows.map((row) => String(row.datname)).filter((name) => /^[a-z0-9_]+$/.test(name));
+    for (const name of names) await adminQuery(`DROP DATABASE IF EXISTS ${name}`);
+    return names;
 }
 
 export interface SynapseOptions {
@@ -198,7 +215,7 @@ export class SynapseHomeserver {
             return { name: "sqlite3", args: { database: join(this.opts.dir, "homeserver.db") } };
         }
         if (!this.databaseName) {
-            this.databaseName = `audit_test_${randomBytes(6).toString("hex")}`;
+            this.databaseName = `${DATABASE_PREFIX}${randomBytes(6).toString("hex")}`;
             await adminQuery(
                 `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
             );

@@ -117,8 +117,11 @@ function parseRecord(raw: unknown, field: string): AuditRecord {
 function parseChange(raw: Record<string, unknown>, field: string): AccountDataChange {
     const { id, seq, ts } = parseHeader(raw, field);
     const { userId, roomId, type } = parseKey(raw, field);
-    const { content, recovered = false } = raw;
+    const { content, recovered = false, keyed_digest: keyedDigest = null } = raw;
     if (typeof recovered !== "boolean") throw new BadFieldError(`${field}.recovered`, "must be a boolean");
+    if (keyedDigest !== null && (typeof keyedDigest !== "string" || !/^[0-9a-f]{64}$/.test(keyedDigest))) {
+        throw new BadFieldError(`${field}.keyed_digest`, "must be 64 lower-case hex digits (HMAC-SHA256)");
+    }
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
@@ -131,7 +134,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (!(parsed instanceof LosslessObject)) {
         throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
     }
-    return { id, seq, ts, recovered, userId, roomId, type, content: parsed };
+    return { id, seq, ts, recovered, contentJson: content, keyedDigest, userId, roomId, type, content: parsed };
 }
 
 export interface ChangeBatch {

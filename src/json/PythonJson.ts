@@ -103,6 +103,31 @@ function dumpsInto(value: LosslessValue, out: string[]): void {
     }
 }
 
+/**
+ * JSON text for reading: `json.dumps(value, indent=2, ensure_ascii=False)` (numbers exactly as Python writes
+ * them), except that control characters and lone surrogates stay escaped, so the text is always valid UTF-8.
+ */
+export function prettyJson(value: LosslessValue, indent = ""): string {
+    if (value === null || typeof value === "boolean") return String(value);
+    if (typeof value === "string") return readableString(value);
+    if (value instanceof LosslessNumber) return pythonDumpsNumber(value);
+    const inner = `${indent}  `;
+    if (Array.isArray(value)) {
+        if (value.length === 0) return "[]";
+        return `[\n${value.map((item) => inner + prettyJson(item, inner)).join(",\n")}\n${indent}]`;
+    }
+    const entries = [...(value as LosslessObject).entries];
+    if (entries.length === 0) return "{}";
+    const lines = entries.map(([key, item]) => `${inner}${readableString(key)}: ${prettyJson(item, inner)}`);
+    return `{\n${lines.join(",\n")}\n${indent}}`;
+}
+
+function readableString(value: string): string {
+    // Well-formed JSON.stringify (ES2019): escapes quotes, backslashes, control characters and lone surrogates,
+    // and keeps every other character as it is.
+    return JSON.stringify(value);
+}
+
 /** `json.dumps(value)` with Python's defaults. */
 export function pythonDumps(value: LosslessValue): string {
     const out: string[] = [];

@@ -1,15 +1,22 @@
 /**
- * The built-in audit module: Synapse's example account-data module in TypeScript. For every change it
- * posts into `audit_room`, as `sender`, an m.text message whose body is byte-identical to the example's:
- *   {user_id} has changed their account data for type {type} to: {json.dumps(content)}[ (in room {room_id})]
- * Content too large for one event is cut to fit, and the message says so. Where crash recovery found that
- * values were overwritten before they could be recorded, it posts an m.notice saying so (a gap notice).
+ * The built-in audit module: Synapse's example account-data module in TypeScript, and an auditor's record.
+ * For every change it posts into `audit_room`, as `sender`, an m.text message whose body at level `full` is
+ * byte-identical to the example's (see audit/Messages.ts), with an HTML rendering and structured data
+ * (audit/Record.ts). The audit policy (audit/Policy.ts) decides the level: full, metadata (no content) or
+ * none (no message). Content too large for one event is dropped from the HTML, then from the structured data,
+ * then cut in the body, which says so. Gap notices from crash recovery are posted as m.notice.
  */
 import { Logger } from "matrix-appservice-bridge";
-import { pythonDumps } from "../json/PythonJson.js";
+import { prettyJson, pythonDumps } from "../json/PythonJson.js";
 import { EventTooLargeError } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
-import type { AccountDataContent, AuditGap, AuditGapKey, ModuleApi } from "./ModuleApi.js";
+import { changeHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
+import { auditMessageBody, cutMessageBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
+import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
+import { type ChangeFacts, changeRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
+import type { AccountDataContent, AuditGap, ChangeInfo, ModuleApi } from "./ModuleApi.js";
+
+export { auditMessageBody, gapNoticeBody } from "./audit/Messages.js";
 
 const log = new Logger("AuditModule");
 
@@ -20,87 +27,22 @@ const log = new Logger("AuditModule");
 export const DEFAULT_MAX_CONTENT_BYTES = 60_000;
 const MIN_CONTENT_BYTES = 2_000;
 
-export function auditMessageBody(userId: string, roomId: string | null, type: string, contentJson: string): string {
-    const body = `${userId} has changed their account data for type ${type} to: ${contentJson}`;
-    return roomId !== null ? `${body} (in room ${roomId})` : body;
-}
+const HTML = "org.matrix.custom.html";
 
-function messageContent(body: string): Record<string, unknown> {
-    return { msgtype: "m.text", body };
-}
-
-function describeKey(key: AuditGapKey): string {
-    const room = key.roomId !== null ? ` in room ${key.roomId}` : "";
-    return `${key.userId}'s account data of type ${key.type}${room}`;
-}
-
-/** Keys named in one gap notice (each is at most a few hundred bytes; the event must stay under 64 KiB). */
-const MAX_GAP_KEYS_LISTED = 50;
-
-const GAP_CAUSE =
-    "the homeserver stopped uncleanly before they could be recorded, and it keeps only the latest value of each type";
-
-/** The text of a gap notice: which keys, how many values at most, and where their latest values are. */
-export function gapNoticeBody(gap: AuditGap): string {
-    const values = gap.lost === 1 ? "1 earlier value" : `${gap.lost} earlier values`;
-    const [only] = gap.keys;
-    if (gap.keys.length === 1 && only) {
-        const latest =
-            only.latest === "recovered"
-                ? "Its latest value was recovered and is recorded after this notice."
-                : "It changed again after the restart; that change is recorded as usual.";
-        return `Audit gap: up to ${values} of ${describeKey(only)} may be missing here: ${GAP_CAUSE}. ${latest}`;
-    }
-    const shown = gap.keys.slice(0, MAX_GAP_KEYS_LISTED).map(describeKey);
-    if (gap.keys.length > MAX_GAP_KEYS_LISTED) shown.push(`${gap.keys.length - MAX_GAP_KEYS_LISTED} more`);
-    const keys = shown.join("; ");
-    return (
-        `Audit gap: up to ${values} of account data may be missing here: ${GAP_CAUSE}. They belonged to ` +
-        `one or more of: ${keys}. The latest value of each is recorded after this notice.`
-    );
+export interface AuditModuleOptions {
+    maxContentBytes?: number;
+    /** Told the level of every change (metrics count them, `none` included). */
+    onRecorded?: (level: AuditLevel) => void;
 }
 
 function encodedSize(content: Record<string, unknown>): number {
     return Buffer.byteLength(JSON.stringify(content), "utf8");
 }
 
-/** Cuts ASCII JSON text to `length` characters without leaving half an escape sequence at the end. */
-function cutJsonText(json: string, length: number): string {
-    let cut = json.slice(0, Math.max(0, length)).replace(/\\u[0-9a-fA-F]{0,3}$/, "");
-    const trailingBackslashes = /\\*$/.exec(cut)?.[0].length ?? 0;
-    if (trailingBackslashes % 2 === 1) cut = cut.slice(0, -1);
-    return cut;
-}
-
-/**
- * The message for a change whose full text does not fit in `maxBytes`: as much of the content as fits,
- * then a note that it was cut and how long it was.
- */
-export function cutMessageBody(
-    userId: string,
-    roomId: string | null,
-    type: string,
-    contentJson: string,
-    maxBytes: number,
-): string {
-    const build = (shown: string): string =>
-        auditMessageBody(
-            userId,
-            roomId,
-            type,
-            `${shown}… [content cut to fit in one event: showing ${shown.length} of ${contentJson.length} characters]`,
-        );
-    // Escaping in the event's JSON can only grow the text, so measure and shrink until it fits.
-    let shownLength = Math.max(0, maxBytes - encodedSize(messageContent(build(""))));
-    let body = build(cutJsonText(contentJson, shownLength));
-    while (encodedSize(messageContent(body)) > maxBytes && shownLength > 0) {
-        shownLength = Math.floor(shownLength * 0.9);
-        body = build(cutJsonText(contentJson, shownLength));
-    }
-    return body;
-}
-
 export class AuditModule {
+    private readonly policy: AuditPolicy;
+    private readonly maxContentBytes: number;
+
     public static parseConfig(raw: unknown): AuditModuleConfig {
         return parseAuditModuleConfig(raw);
     }
@@ -108,64 +50,102 @@ export class AuditModule {
     public constructor(
         private readonly config: AuditModuleConfig,
         private readonly api: ModuleApi,
-        private readonly maxContentBytes = DEFAULT_MAX_CONTENT_BYTES,
+        private readonly options: AuditModuleOptions = {},
     ) {
+        this.policy = new AuditPolicy(config.audit);
+        this.maxContentBytes = options.maxContentBytes ?? DEFAULT_MAX_CONTENT_BYTES;
         api.registerAccountDataCallbacks({
-            onAccountDataUpdated: (userId, roomId, type, content) =>
-                this.logNewAccountData(userId, roomId, type, content),
+            onAccountDataUpdated: (userId, roomId, type, content, change) =>
+                this.logNewAccountData({ ...change, userId, roomId, type }, content),
             onAccountDataGap: (gap) => this.postGapNotice(gap),
         });
     }
 
-    private async postGapNotice(gap: AuditGap): Promise<void> {
-        await this.api.createAndSendEventIntoRoom(
-            {
-                room_id: this.config.audit_room,
-                sender: this.config.sender,
-                type: "m.room.message",
-                content: { msgtype: "m.notice", body: gapNoticeBody(gap) },
-            },
-            { idempotencyKey: "gap" },
-        );
-    }
-
-    private async logNewAccountData(
-        userId: string,
-        roomId: string | null,
-        accountDataType: string,
-        content: AccountDataContent,
-    ): Promise<void> {
-        const contentJson = pythonDumps(content);
-        let body = auditMessageBody(userId, roomId, accountDataType, contentJson);
+    private async logNewAccountData(change: ChangeFacts & ChangeInfo, content: AccountDataContent): Promise<void> {
+        const decision = this.policy.decide(change.userId, change.roomId, change.type);
+        this.options.onRecorded?.(decision.level);
+        if (decision.level === "none") return;
         let budget = this.maxContentBytes;
-        if (encodedSize(messageContent(body)) > budget) {
-            body = cutMessageBody(userId, roomId, accountDataType, contentJson, budget);
-        }
         for (;;) {
             try {
-                await this.send(body);
+                await this.send(this.changeMessage(change, content, decision, budget), "audit");
                 return;
             } catch (err) {
                 if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
                 // The envelope was larger than we allowed for: cut harder, a bounded number of times.
                 budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
-                log.warn(`Audit message for ${userId} ${accountDataType} too large; cutting to ${budget} bytes`);
-                body = cutMessageBody(userId, roomId, accountDataType, contentJson, budget);
+                log.warn(`Audit message for ${change.userId} ${change.type} too large; cutting to ${budget} bytes`);
             }
         }
     }
 
-    private send(body: string): Promise<string> {
-        return this.api.createAndSendEventIntoRoom(
+    /** The message content for a change, within `budget` bytes of JSON. */
+    private changeMessage(
+        change: ChangeFacts,
+        content: AccountDataContent,
+        decision: Decision,
+        budget: number,
+    ): Record<string, unknown> {
+        const size = Buffer.byteLength(change.contentJson, "utf8");
+        const message = (body: string, contentHtml: string, record: Record<string, unknown>) => ({
+            msgtype: "m.text",
+            body,
+            format: HTML,
+            formatted_body: changeHtml({ ...change, contentHtml }),
+            [RECORD_KEY]: record,
+        });
+        if (decision.level === "metadata") {
+            const reason = decision.withheldSecret ? "secret" : "policy";
+            return message(
+                auditMessageBody(change.userId, change.roomId, change.type, withheldText(size, change.keyedDigest)),
+                withheldHtml(size, change.keyedDigest, reason),
+                changeRecord(change, "metadata"),
+            );
+        }
+        const body = auditMessageBody(change.userId, change.roomId, change.type, pythonDumps(content));
+        // Most readable first; each step leaves out more of the content's second and third copies.
+        const candidates = [
+            () => message(body, jsonBlock(prettyJson(content), size), changeRecord(change, "full")),
+            () => message(body, omittedHtml(size), changeRecord(change, "full")),
+            () => message(body, omittedHtml(size), changeRecord(change, "full", false)),
+        ];
+        for (const candidate of candidates) {
+            const built = candidate();
+            if (encodedSize(built) <= budget) return built;
+        }
+        const record = changeRecord(change, "full", false);
+        const fits = (cut: string) => encodedSize(message(cut, omittedHtml(size), record)) <= budget;
+        const overhead = encodedSize(message("", omittedHtml(size), record));
+        const cut = cutMessageBody(
+            change.userId,
+            change.roomId,
+            change.type,
+            pythonDumps(content),
+            fits,
+            budget - overhead,
+        );
+        return message(cut, omittedHtml(size), record);
+    }
+
+    private async postGapNotice(gap: AuditGap): Promise<void> {
+        await this.send(
             {
-                room_id: this.config.audit_room,
-                sender: this.config.sender,
-                type: "m.room.message",
-                content: messageContent(body),
+                msgtype: "m.notice",
+                body: gapNoticeBody(gap),
+                format: HTML,
+                formatted_body: gapHtml(gap),
+                [RECORD_KEY]: gapRecord(gap),
             },
-            // The same key for the full and the cut message: whichever the homeserver accepted first is
-            // the one a replay finds, so a change is never posted twice.
-            { idempotencyKey: "audit" },
+            "gap",
+        );
+    }
+
+    private send(content: Record<string, unknown>, idempotencyKey: string): Promise<string> {
+        return this.api.createAndSendEventIntoRoom(
+            { room_id: this.config.audit_room, sender: this.config.sender, type: "m.room.message", content },
+            // The same key for every form of the message: whichever the homeserver accepted first is the one a
+            // replay finds, so a change is never posted twice.
+            { idempotencyKey },
         );
     }
 }

@@ -1,5 +1,6 @@
 import { type Infer, parseFields, section, stringField } from "../config/Schema.js";
 import { isRoomAlias, isRoomId, isUserId } from "../matrix/Identifiers.js";
+import { auditPolicySchema } from "./audit/Policy.js";
 
 /** The audit module's own keys; they sit at the top level of the appservice's config. */
 export const auditModuleSchema = section("The built-in audit module.", {
@@ -19,6 +20,7 @@ export const auditModuleSchema = section("The built-in audit module.", {
         sample: "@account-data-audit:example.org",
         check: (v) => (isUserId(v) ? undefined : "must be a user ID such as @audit:example.org"),
     }),
+    audit: auditPolicySchema,
 });
 
 export type AuditModuleConfig = Infer<typeof auditModuleSchema>;

@@ -27,6 +27,13 @@ export interface ChangeInfo {
      * homeserver holds, which is the change's own.
      */
     readonly recovered: boolean;
+    /** The content's JSON text exactly as the homeserver stored it (compact, non-ASCII as \uXXXX). */
+    readonly contentJson: string;
+    /**
+     * HMAC-SHA256 (hex) of `contentJson` under a key only the host module keeps: shows whether two values are
+     * equal without letting anyone test guesses of a withheld value. Null from host modules before 0.2.
+     */
+    readonly keyedDigest: string | null;
 }
 
 /** A key whose earlier values may have been overwritten before they could be recorded. */

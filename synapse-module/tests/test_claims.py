@@ -7,6 +7,7 @@ from synapse_account_data_audit.store import create_tables_txn, record_txn
 from .fakes import FakeDatabase, synapse_write
 
 ALICE = "@alice:test.local"
+KEY = b"test digest key"
 
 
 def change(n: int, content: str, data_type: str = "m.t", room: str | None = None) -> NewChange:
@@ -20,7 +21,7 @@ def setup_db() -> FakeDatabase:
 
 
 def record(db: FakeDatabase, changes: list[NewChange], prune: bool = False, advance: bool = True) -> None:
-    db.run("", record_txn, changes, prune, advance)
+    db.run("", record_txn, KEY, changes, prune, advance)
 
 
 def recorded(db: FakeDatabase) -> list[int]:

@@ -110,7 +110,7 @@ def test_the_first_start_recovers_nothing_and_sets_the_window_start() -> None:
 def test_recovers_unrecorded_changes_once_with_a_gap_notice_first() -> None:
     db = setup_db()
     synapse_write(db, ALICE, "m.early", '{"n":1}', 101)
-    db.run("", record_txn, [change("m.early", '{"n":1}')], False, True)  # recorded normally: claims 101
+    db.run("", record_txn, b"k", [change("m.early", '{"n":1}')], False, True)  # recorded normally: claims 101
     synapse_write(db, ALICE, "m.x", '{"x":1}', 102)  # in the writer's window when Synapse died
     synapse_write(db, ALICE, "m.k", '{"v":"a"}', 103)
     synapse_write(db, ALICE, "m.k", '{"v":"b"}', 104)  # overwrites 103
@@ -142,7 +142,7 @@ def test_recovers_unrecorded_changes_once_with_a_gap_notice_first() -> None:
 def test_the_next_window_starts_at_the_fence_and_old_claims_are_dropped() -> None:
     db = setup_db()
     synapse_write(db, ALICE, "m.a", "{}", 101)
-    db.run("", record_txn, [change("m.a", "{}")], False, True)
+    db.run("", record_txn, b"k", [change("m.a", "{}")], False, True)
     recover(db, FENCE_2)
     assert list(db.conn.execute("SELECT stream_id FROM account_data_audit_recorded")) == []
     synapse_write(db, ALICE, "m.b", '{"b":1}', 111)

@@ -5,6 +5,7 @@ import type { EventSender, SendRequest } from "../../src/matrix/EventSender.js";
 import { AuditModule, gapNoticeBody } from "../../src/modules/AuditModule.js";
 import type { AuditGap } from "../../src/modules/ModuleApi.js";
 import { type AccountDataChange, type GapRecord, ModuleHost } from "../../src/modules/ModuleHost.js";
+import { RECORD_KEY } from "../../src/modules/audit/Record.js";
 
 const ALICE = "@alice:example.org";
 
@@ -101,14 +102,22 @@ describe("gap notices", () => {
         const host = new ModuleHost("example.org", {
             send: async (req: SendRequest) => (sent.push(req), "$e"),
         } as unknown as EventSender);
-        new AuditModule({ audit_room: "!audit:example.org", sender: "@audit:example.org" }, host.api);
+        new AuditModule(
+            {
+                audit_room: "!audit:example.org",
+                sender: "@audit:example.org",
+                audit: { rules: [], secrets: "withhold" },
+            },
+            host.api,
+        );
         const record: GapRecord = {
             kind: "gap",
             ...gap([{ userId: ALICE, roomId: null, type: "m.k", unaccounted: 1, latest: "recovered" }]),
         };
         await host.dispatch(record);
         expect(sent).toHaveLength(1);
-        expect(sent[0]?.content).toEqual({ msgtype: "m.notice", body: gapNoticeBody(record) });
+        expect(sent[0]?.content).toMatchObject({ msgtype: "m.notice", body: gapNoticeBody(record) });
+        expect(sent[0]?.content[RECORD_KEY]).toMatchObject({ kind: "gap", lost: 1, keys_total: 1 });
         expect(sent[0]?.txnId).toBe("audit.g.0.gap");
     });
 });

@@ -90,6 +90,35 @@ describe("parseConfig", () => {
         expect(unknownKeys).toEqual(["extra"]);
     });
 
+    it("reads the audit policy and names the path of every wrong rule field", () => {
+        const { config } = parseConfig({
+            ...MINIMAL,
+            audit: { rules: [{ types: ["m.fully_read"], rooms: ["global", "!*"], level: "none" }], secrets: "post" },
+        });
+        expect(config.audit).toEqual({
+            rules: [{ types: ["m.fully_read"], users: null, rooms: ["global", "!*"], level: "none" }],
+            secrets: "post",
+        });
+        const err = errorOf({
+            ...MINIMAL,
+            audit: {
+                rules: [
+                    { types: "m.fully_read", level: "none" },
+                    { types: ["x"], level: "hidden", typo: 1 },
+                    { level: "full" },
+                ],
+                secrets: "show",
+            },
+        }) as InvalidConfigError;
+        expect(err.problems.map((p) => p.message)).toEqual([
+            "'audit.rules[0].types' must be a list of strings, got string \"m.fully_read\"",
+            "'audit.rules[1].level' must be one of none, metadata, full, got string \"hidden\"",
+            "'audit.rules[1].typo' is not a known key",
+            "'audit.rules[2].types' is required",
+            "'audit.secrets' must be one of withhold, post, got string \"show\"",
+        ]);
+    });
+
     it("reports unknown keys with their paths", () => {
         const { unknownKeys } = parseConfig({ ...MINIMAL, extra: 1, listen: { prot: 1 } });
         expect(unknownKeys.sort()).toEqual(["extra", "listen.prot"]);
@@ -105,6 +134,7 @@ describe("parseConfig", () => {
         expect(AuditModule.parseConfig({ audit_room: "#a:example.org", sender: "@s:example.org", other: 1 })).toEqual({
             audit_room: "#a:example.org",
             sender: "@s:example.org",
+            audit: { rules: [], secrets: "withhold" },
         });
         expect(() => AuditModule.parseConfig({ sender: "@s:example.org" })).toThrow("'audit_room' is required");
         expect(() => AuditModule.parseConfig({ audit_room: "!a:example.org" })).toThrow("'sender' is required");

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     created_ts BIGINT NOT NULL,
     kind TEXT NOT NULL DEFAULT '{KIND_CHANGE}',
     stream_id BIGINT,
-    details TEXT
+    details TEXT,
+    keyed_digest TEXT
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
@@ -46,6 +47,7 @@ _ADDED_COLUMNS = {
     "kind": f"TEXT NOT NULL DEFAULT '{KIND_CHANGE}'",
     "stream_id": "BIGINT",
     "details": "TEXT",
+    "keyed_digest": "TEXT",
 }
 
 
@@ -64,6 +66,8 @@ class NewChange:
     stream_id: int | None = None
     #: For a gap notice: its JSON (the keys concerned and how many values were lost).
     details: str | None = None
+    #: HMAC-SHA256 of ``content`` under the host module's digest key (see ``digest``), set when written.
+    keyed_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class OutboxRow(NewChange):
         }
         if self.kind == KIND_RECOVERED:
             wire["recovered"] = True
+        if self.keyed_digest is not None:
+            wire["keyed_digest"] = self.keyed_digest
         return wire
 
 
@@ -121,8 +127,21 @@ def create_outbox_txn(txn: LoggingTransaction) -> None:
         txn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {if_not_exists}{name} {_ADDED_COLUMNS[name]}")
 
 
-_COLUMNS = "change_id, user_id, room_id, account_data_type, content, created_ts, kind, stream_id, details"
-#: Rows per multi-row INSERT on PostgreSQL (11 parameters each; well under any parameter limit).
+_COLUMNS = ", ".join(
+    (
+        "change_id",
+        "user_id",
+        "room_id",
+        "account_data_type",
+        "content",
+        "created_ts",
+        "kind",
+        "stream_id",
+        "details",
+        "keyed_digest",
+    )
+)
+#: Rows per multi-row INSERT on PostgreSQL (11 parameters each: under any parameter limit).
 _ROWS_PER_STATEMENT = 50
 
 
@@ -137,7 +156,12 @@ def _values(change: NewChange) -> tuple[object, ...]:
         change.kind,
         change.stream_id,
         change.details,
+        change.keyed_digest,
     )
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" for _ in range(count))
 
 
 def _one(txn: LoggingTransaction) -> Any:
@@ -153,9 +177,7 @@ def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
     if not is_postgres(txn):
         # SQLite runs in Synapse's process with a single writer: a statement per row costs microseconds.
         for change in changes:
-            txn.execute(
-                f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _values(change)
-            )
+            txn.execute(f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_placeholders(10)})", _values(change))
         return
     # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see seq N+1
     # before N is committed. This lock (held until commit, and taken only by inserters) makes commit order
@@ -171,7 +193,7 @@ def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
         txn.execute("SELECT setval(?, ?)", (sequence, first + len(changes) - 1))
     for start in range(0, len(changes), _ROWS_PER_STATEMENT):
         chunk = changes[start : start + _ROWS_PER_STATEMENT]
-        placeholders = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+        placeholders = ", ".join(f"({_placeholders(11)})" for _ in chunk)
         args = [value for i, c in enumerate(chunk) for value in (first + start + i, *_values(c))]
         txn.execute(f"INSERT INTO {TABLE} (seq, {_COLUMNS}) VALUES {placeholders}", args)
 
@@ -182,13 +204,24 @@ def fetch_batch_txn(
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
     ``max_bytes`` of content (always at least one row, however large)."""
     txn.execute(
-        f"SELECT seq, change_id, user_id, room_id, account_data_type, content, created_ts, kind, stream_id,"
-        f" details FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        f"SELECT seq, {_COLUMNS} FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
         (after_seq, limit),
     )
     rows: list[OutboxRow] = []
     total = 0
-    for seq, change_id, user_id, room_id, data_type, content, created_ts, kind, stream_id, details in txn:
+    for (
+        seq,
+        change_id,
+        user_id,
+        room_id,
+        data_type,
+        content,
+        created_ts,
+        kind,
+        stream_id,
+        details,
+        digest,
+    ) in txn:
         total += len(content) + len(details or "")
         if rows and total > max_bytes:
             break
@@ -203,6 +236,7 @@ def fetch_batch_txn(
                 kind=str(kind),
                 stream_id=int(stream_id) if stream_id is not None else None,
                 details=details,
+                keyed_digest=digest,
                 seq=int(seq),
             )
         )

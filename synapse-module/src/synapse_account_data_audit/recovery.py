@@ -208,9 +208,14 @@ def gap_details(plan: RecoveryPlan, window: tuple[int, int]) -> str:
 
 
 def recover_txn(
-    txn: LoggingTransaction, fence: int, now_ms: int, new_id: Callable[[], str]
+    txn: LoggingTransaction,
+    fence: int,
+    now_ms: int,
+    new_id: Callable[[], str],
+    finish: Callable[[list[NewChange]], list[NewChange]] = lambda rows: rows,
 ) -> RecoveryResult:
-    """Runs recovery up to ``fence`` (see the module docstring); one transaction."""
+    """Runs recovery up to ``fence`` (see the module docstring); one transaction. ``finish`` completes the
+    new outbox rows (the store adds their keyed digests)."""
     after = get_state_txn(txn, STATE_RECOVERED_THROUGH)
     if after is None or after >= fence:
         # First start with this version: audit from now on, not Synapse's history. (after > fence: the
@@ -251,7 +256,7 @@ def recover_txn(
                 stream_id=row.stream_id,
             )
         )
-    insert_many_txn(txn, new_rows)
+    insert_many_txn(txn, finish(new_rows))
     insert_claims_txn(txn, [(row.stream_id, row.key) for row in recovered])
     set_state_txn(txn, STATE_RECOVERED_THROUGH, fence)
     # Claims at or below the fence are never looked at again.

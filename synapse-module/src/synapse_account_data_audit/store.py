@@ -8,7 +8,7 @@ from dataclasses import replace
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
-from . import claims, outbox
+from . import claims, digest, outbox
 from .dbutil import is_postgres
 from .recovery import RecoveryResult, recover_txn
 
@@ -26,13 +26,25 @@ def create_tables_txn(txn: LoggingTransaction) -> None:
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_CREATE_LOCK_KEY,))
     outbox.create_outbox_txn(txn)
     claims.create_tables_txn(txn)
+    digest.create_tables_txn(txn)
 
 
-def record_txn(txn: LoggingTransaction, changes: list[outbox.NewChange], prune: bool, advance: bool) -> None:
-    """Inserts ``changes`` into the outbox with the positions they claim, and the claims, in one
-    transaction (so a claim exists exactly when its change is in the outbox)."""
+def with_digests(key: bytes, changes: list[outbox.NewChange]) -> list[outbox.NewChange]:
+    return [
+        replace(change, keyed_digest=digest.keyed_digest(key, change.content))
+        if change.kind != outbox.KIND_GAP
+        else change
+        for change in changes
+    ]
+
+
+def record_txn(
+    txn: LoggingTransaction, key: bytes, changes: list[outbox.NewChange], prune: bool, advance: bool
+) -> None:
+    """Inserts ``changes`` into the outbox with their keyed digests and the positions they claim, and the
+    claims, in one transaction (so a claim exists exactly when its change is in the outbox)."""
     positions = claims.claim_positions_txn(txn, changes)
-    pairs = list(zip(changes, positions, strict=True))
+    pairs = list(zip(with_digests(key, changes), positions, strict=True))
     outbox.insert_many_txn(
         txn,
         [change if position is None else replace(change, stream_id=position) for change, position in pairs],
@@ -48,6 +60,7 @@ class AuditStore:
     def __init__(self, api: ModuleApi) -> None:
         self._api = api
         self._tables_ready = False
+        self._key = b""
         self._writes = 0
         #: Set once this run's recovery has finished: only then may pruning move ``recovered_through``.
         self.recovery_done = False
@@ -55,6 +68,7 @@ class AuditStore:
     async def ensure_tables(self) -> None:
         if not self._tables_ready:
             await self._api.run_db_interaction("account_data_audit_create", create_tables_txn)
+            self._key = await self._api.run_db_interaction("account_data_audit_key", digest.digest_key_txn)
             self._tables_ready = True
 
     async def record(self, changes: list[outbox.NewChange]) -> None:
@@ -62,13 +76,18 @@ class AuditStore:
         self._writes += 1
         prune = self._writes % _PRUNE_EVERY_WRITES == 0
         await self._api.run_db_interaction(
-            "account_data_audit_record", record_txn, changes, prune, self.recovery_done
+            "account_data_audit_record", record_txn, self._key, changes, prune, self.recovery_done
         )
 
     async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult:
         await self.ensure_tables()
         return await self._api.run_db_interaction(
-            "account_data_audit_recover", recover_txn, fence, self._api.get_current_time_msec(), new_id
+            "account_data_audit_recover",
+            recover_txn,
+            fence,
+            self._api.get_current_time_msec(),
+            new_id,
+            lambda rows: with_digests(self._key, rows),
         )
 
     async def fetch_batch(self, limit: int, max_bytes: int, after_seq: int = 0) -> list[outbox.OutboxRow]:

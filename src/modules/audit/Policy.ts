@@ -1,0 +1,105 @@
+/**
+ * The audit policy: which changes are recorded in full, which only as metadata (that the key changed, its
+ * size and a keyed digest, never the value), and which not posted at all. The first rule that matches a
+ * change decides; a change no rule matches is recorded in full. Secrets are withheld whatever the rules say
+ * (see SECRET_TYPES) unless `secrets: post`.
+ */
+import { enumField, type Infer, listField, section, stringListField } from "../../config/Schema.js";
+import { GlobSet } from "./Glob.js";
+
+export const AUDIT_LEVELS = ["none", "metadata", "full"] as const;
+export type AuditLevel = (typeof AUDIT_LEVELS)[number];
+
+/**
+ * Account data that holds users' encrypted secrets: the secret-storage keys' passphrase parameters (salt,
+ * iterations, MAC: enough to test passphrase guesses offline), and the encrypted cross-signing and key-backup
+ * private keys. Shown to the audit room only with `secrets: post`.
+ */
+export const SECRET_TYPES = ["m.secret_storage.*", "m.cross_signing.*", "m.megolm_backup.v1"];
+
+/** The `rooms` value that stands for global (not per-room) account data. */
+export const GLOBAL_ROOM = "global";
+
+const ruleSchema = section("A rule.", {
+    types: stringListField({ doc: "Glob patterns (* and ?) on the account-data type." }),
+    users: stringListField({ doc: "Glob patterns on the user ID; any user if absent.", default: null }),
+    rooms: stringListField({
+        doc: `Glob patterns on the room ID, or "${GLOBAL_ROOM}" for global account data; anything if absent.`,
+        default: null,
+    }),
+    level: enumField({
+        doc: "full: the message with the content; metadata: without it (size and keyed digest); none: no message.",
+        values: AUDIT_LEVELS,
+    }),
+});
+
+export const auditPolicySchema = section(
+    "What the audit room shows of each change. The first rule that matches decides; a change no rule\n" +
+        "matches is recorded in full.",
+    {
+        rules: listField({
+            doc:
+                "Rules, in order. Each has `types` (glob patterns on the account-data type; * and ? as in a\n" +
+                `shell), optional \`users\` (globs on the user ID) and \`rooms\` (globs on the room ID, "${GLOBAL_ROOM}" for\n` +
+                "global account data), and a `level`: full (the message with the content, as Synapse's example\n" +
+                "module posts it), metadata (the same sentence with the content replaced by its size and a keyed\n" +
+                "digest) or none (no message; the change is still acknowledged and counted).",
+            default: [],
+            sample: [{ types: ["m.fully_read"], rooms: ["*"], level: "none" }],
+            item: ruleSchema,
+        }),
+        secrets: enumField({
+            doc:
+                "withhold: m.secret_storage.*, m.cross_signing.* and m.megolm_backup.v1 hold encrypted secrets\n" +
+                "and the parameters to test passphrase guesses offline; they are recorded at metadata (or none,\n" +
+                "if a rule says so), whatever the rules say. post: record them like any other type.",
+            default: "withhold",
+            values: ["withhold", "post"],
+        }),
+    },
+);
+
+export type AuditPolicyConfig = Infer<typeof auditPolicySchema>;
+
+interface CompiledRule {
+    types: GlobSet;
+    users: GlobSet | null;
+    rooms: GlobSet | null;
+    matchesGlobal: boolean;
+    level: AuditLevel;
+}
+
+export interface Decision {
+    level: AuditLevel;
+    /** The type holds secrets, and the level was lowered for it. */
+    withheldSecret: boolean;
+}
+
+export class AuditPolicy {
+    private readonly rules: CompiledRule[];
+    private readonly secretTypes = new GlobSet(SECRET_TYPES);
+
+    public constructor(private readonly config: AuditPolicyConfig) {
+        this.rules = config.rules.map((rule) => ({
+            types: new GlobSet(rule.types),
+            users: rule.users ? new GlobSet(rule.users) : null,
+            rooms: rule.rooms ? new GlobSet(rule.rooms.filter((r) => r !== GLOBAL_ROOM)) : null,
+            matchesGlobal: rule.rooms === null || rule.rooms.includes(GLOBAL_ROOM),
+            level: rule.level,
+        }));
+    }
+
+    public decide(userId: string, roomId: string | null, type: string): Decision {
+        const rule = this.rules.find(
+            (r) =>
+                r.types.matches(type) &&
+                (r.users === null || r.users.matches(userId)) &&
+                (roomId === null ? r.matchesGlobal : r.rooms === null || r.rooms.matches(roomId)),
+        );
+        const level = rule?.level ?? "full";
+        if (this.config.secrets === "withhold" && level === "full" && this.secretTypes.matches(type)) {
+            return { level: "metadata", withheldSecret: true };
+        }
+        return { level, withheldSecret: false };
+    }
+}

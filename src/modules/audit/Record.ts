@@ -1,0 +1,78 @@
+/**
+ * The structured data on every audit event, under one namespaced key, for tools that read the audit room: what
+ * changed, how much of it the room shows, and digests to check it against. Documented in README ("The audit
+ * record"). Content travels as JSON text, never as an object: account data may hold floats and integers beyond
+ * 2^53, which Synapse refuses in event content (and JavaScript numbers would round).
+ */
+import { createHash } from "node:crypto";
+import type { AuditGap, ChangeInfo } from "../ModuleApi.js";
+import type { AuditLevel } from "./Policy.js";
+
+export const RECORD_KEY = "net.matrix_account_data_audit.record";
+export const RECORD_VERSION = 1;
+
+export function sha256Hex(text: string): string {
+    return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+export interface ChangeFacts extends ChangeInfo {
+    userId: string;
+    roomId: string | null;
+    type: string;
+}
+
+/**
+ * The record of a change shown at `level`. `content_digest` is the plain SHA-256 of the JSON text where the
+ * room shows it, the keyed digest where it does not (a plain hash of a low-entropy value is as good as the
+ * value). `withContent: false` leaves the content out of a full record that would not fit in one event.
+ */
+export function changeRecord(
+    change: ChangeFacts,
+    level: Exclude<AuditLevel, "none">,
+    withContent = true,
+): Record<string, unknown> {
+    const digest =
+        level === "full"
+            ? `sha256:${sha256Hex(change.contentJson)}`
+            : change.keyedDigest !== null
+              ? `hmac-sha256:${change.keyedDigest}`
+              : null;
+    return {
+        version: RECORD_VERSION,
+        kind: "change",
+        seq: change.seq,
+        change_id: change.id,
+        ts: change.ts,
+        user_id: change.userId,
+        room_id: change.roomId,
+        type: change.type,
+        level,
+        recovered: change.recovered,
+        content_size: Buffer.byteLength(change.contentJson, "utf8"),
+        content_digest: digest,
+        ...(level !== "full" ? {} : withContent ? { content: change.contentJson } : { content_omitted: "too_large" }),
+    };
+}
+
+/** Keys listed in a gap record (the event must stay under 64 KiB); `keys_total` counts them all. */
+const MAX_GAP_KEYS_RECORDED = 100;
+
+export function gapRecord(gap: AuditGap): Record<string, unknown> {
+    return {
+        version: RECORD_VERSION,
+        kind: "gap",
+        seq: gap.seq,
+        change_id: gap.id,
+        ts: gap.ts,
+        lost: gap.lost,
+        keys_total: gap.keys.length,
+        keys: gap.keys.slice(0, MAX_GAP_KEYS_RECORDED).map((key) => ({
+            user_id: key.userId,
+            room_id: key.roomId,
+            type: key.type,
+            unaccounted: key.unaccounted,
+            latest: key.latest,
+        })),
+        stream_positions: { after: gap.streamPositions.after, through: gap.streamPositions.through },
+    };
+}
