@@ -7,9 +7,12 @@ import { Registry } from "prom-client";
 import type { AppConfig } from "./config/Config.js";
 import { ConfigError, StartupError } from "./Errors.js";
 import { ChangeProcessor } from "./ingest/ChangeProcessor.js";
+import { addHealthRoute } from "./ingest/HealthRoute.js";
 import { addIngestRoutes } from "./ingest/IngestRoute.js";
+import { PostedLinks } from "./ingest/PostedLinks.js";
 import { joinAuditRoom } from "./matrix/AuditRoom.js";
 import { EventSender, realClock } from "./matrix/EventSender.js";
+import { RoomSafetyMonitor } from "./matrix/RoomSafetyMonitor.js";
 import { SenderDevice } from "./matrix/SenderDevice.js";
 import { Metrics } from "./Metrics.js";
 import { AuditModule } from "./modules/AuditModule.js";
@@ -99,10 +102,15 @@ export async function start(
         },
     );
     const modules = new ModuleHost(config.homeserver.server_name, sender);
-    new AuditModule({ audit_room: auditRoomId, sender: config.sender, audit: config.audit }, modules.api, {
-        onRecorded: (level) => metrics.records.inc({ level }),
-    });
-    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight);
+    const audit = new AuditModule(
+        { audit_room: auditRoomId, sender: config.sender, audit: config.audit },
+        modules.api,
+        {
+            onRecorded: (level) => metrics.records.inc({ level }),
+        },
+    );
+    const links = new PostedLinks((record) => audit.willPost(record));
+    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight, undefined, links);
 
     const appService = new AppService({
         homeserverToken: hsToken,
@@ -112,6 +120,9 @@ export async function start(
     });
     const shutdown = { stopping: false };
     addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown);
+    const roomSafety = new RoomSafetyMonitor(senderIntent.matrixClient, auditRoomId, config.sender, metrics);
+    await roomSafety.refresh(true);
+    addHealthRoute(appService, () => roomSafety.problems());
 
     await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
     log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);

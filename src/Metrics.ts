@@ -8,6 +8,7 @@ export class Metrics {
     public readonly records: Counter<"level">;
     public readonly gapNotices: Counter;
     public readonly durableTransactionIds: Gauge;
+    public readonly roomProblems: Gauge<"problem">;
     public readonly changesFailed: Counter;
     public readonly changeSeconds: Histogram;
     public readonly lastSeq: Gauge;
@@ -47,6 +48,14 @@ export class Metrics {
             help:
                 "1 if audit events are sent with the sender's device, so the homeserver remembers their " +
                 "transaction IDs across its restarts (24 h); 0 if only in its memory.",
+            registers,
+        });
+        this.roomProblems = new Gauge({
+            name: "account_data_audit_room_problems",
+            help:
+                "1 for each way the audit room is unsafe for an audit trail (joinable, world_readable, federated, " +
+                "encrypted, redactors); see README.",
+            labelNames: ["problem"],
             registers,
         });
         this.changesFailed = new Counter({

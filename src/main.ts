@@ -5,6 +5,7 @@
  *   matrix-account-data-audit -r -u http://localhost:9993 [-l localpart] [-f registration.yaml]
  *   matrix-account-data-audit -c config.yaml [-f registration.yaml] [-p port]
  *   matrix-account-data-audit validate-config config.yaml   (every problem, then unknown keys; exit 1 on errors)
+ *   matrix-account-data-audit verify -c config.yaml -f registration.yaml [--from SEQ] [--json]
  */
 import "./quietDependencies.js";
 import { AppServiceRegistration, Cli, Logger } from "matrix-appservice-bridge";
@@ -13,6 +14,7 @@ import { parseConfig } from "./config/Config.js";
 import { loadConfigFile } from "./config/loadConfig.js";
 import { ConfigError, InvalidConfigError, StartupError } from "./Errors.js";
 import { completeRegistration } from "./Registration.js";
+import { runVerify } from "./verify/VerifyCommand.js";
 
 const log = new Logger("main");
 
@@ -68,6 +70,13 @@ async function run(port: number | null, rawConfig: unknown, registration: AppSer
 function main(argv: string[]): void {
     if (argv[0] === "validate-config") {
         validateConfig(argv[1]).catch(fail);
+        return;
+    }
+    if (argv[0] === "verify") {
+        runVerify(argv.slice(1)).then(
+            (code) => process.exit(code),
+            () => process.exit(2),
+        );
         return;
     }
     const cli = new Cli<Record<string, unknown>>({

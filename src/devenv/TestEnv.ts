@@ -2,6 +2,7 @@
  * The whole pipeline on loopback, shared by the e2e tests, the demo and the benchmark: a throwaway Synapse
  * with our host module, the appservice in its own process, an auditor user in the audit room.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,7 +10,7 @@ import { join } from "node:path";
 import yaml from "js-yaml";
 import { AppServiceRegistration } from "matrix-appservice-bridge";
 import { completeRegistration } from "../Registration.js";
-import { AppserviceProcess } from "./AppserviceProcess.js";
+import { AppserviceProcess, MAIN_JS } from "./AppserviceProcess.js";
 import { AuditorClient } from "./AuditorClient.js";
 import { type MatrixHttp, registerUser } from "./MatrixHttp.js";
 import { freePort } from "./net.js";
@@ -49,6 +50,12 @@ export interface TestEnvOptions {
     keepDir?: boolean;
 }
 
+export interface VerifyRun {
+    code: number | null;
+    report: Record<string, unknown> | null;
+    stderr: string;
+}
+
 export interface TestEnv {
     dir: string;
     synapse: SynapseHomeserver;
@@ -71,6 +78,8 @@ export interface TestEnv {
      * place of the host module (same config), e.g. HELD_WRITER_MODULE.
      */
     restartSynapse(opts?: { signal?: NodeJS.Signals; module?: string }): Promise<void>;
+    /** Runs `matrix-account-data-audit verify --json` on this environment's config; its exit code and report. */
+    verify(args?: string[]): Promise<VerifyRun>;
     /** The same for the account-data writer worker alone (`workers` environments). */
     restartWorker(opts?: { signal?: NodeJS.Signals; module?: string }): Promise<void>;
     tearDown(): Promise<void>;
@@ -155,6 +164,7 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
             auditor: new AuditorClient(auditorHttp, auditRoomId, senderUserId),
             newUser: (localpart: string) => registerUser(synapse.baseUrl, synapse.sharedSecret, localpart),
             hostModuleEntry: ourModule,
+            verify: (args: string[] = []) => runVerify(configPath, registrationPath, args),
             restartSynapse: async (opts: { signal?: NodeJS.Signals; module?: string } = {}) => {
                 const { signal = "SIGTERM", module = HOST_MODULE } = opts;
                 await synapse.stop(signal);
@@ -192,4 +202,18 @@ async function tearDownParts(env: Partial<TestEnv>, keepDir = false): Promise<vo
 export async function outboxDepth(env: TestEnv): Promise<number> {
     const rows = await env.synapse.query("SELECT COUNT(*) FROM account_data_audit_outbox");
     return Number(rows[0]?.[0]);
+}
+
+async function runVerify(configPath: string, registrationPath: string, args: string[]): Promise<VerifyRun> {
+    const argv = [MAIN_JS, "verify", "-c", configPath, "-f", registrationPath, "--json", ...args];
+    return new Promise((resolve, reject) => {
+        execFile(process.execPath, argv, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+            const code = err ? ((err as { code?: number }).code ?? null) : 0;
+            if (err && typeof code !== "number") {
+                reject(err);
+                return;
+            }
+            resolve({ code, report: stdout ? (JSON.parse(stdout) as Record<string, unknown>) : null, stderr });
+        });
+    });
 }

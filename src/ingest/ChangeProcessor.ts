@@ -11,7 +11,9 @@
 import { Logger } from "matrix-appservice-bridge";
 import { SendFailedError } from "../matrix/SendErrors.js";
 import { ChangeScheduler } from "./ChangeScheduler.js";
+import type { PostedRef } from "../modules/ModuleApi.js";
 import { type AuditRecord, isGap, type ModuleHost } from "../modules/ModuleHost.js";
+import type { PostedLinks } from "./PostedLinks.js";
 import type { Metrics } from "../Metrics.js";
 
 const log = new Logger("ChangeProcessor");
@@ -27,6 +29,8 @@ export class BatchFailedError extends Error {
         message: string,
         /** Sequence number of the last change before which everything was handled, if any. */
         public readonly processedThrough: number | null,
+        /** The posted head through `processedThrough` (see PostedLinks). */
+        public readonly postedHead: PostedRef | null = null,
     ) {
         super(message);
         this.name = "BatchFailedError";
@@ -35,6 +39,8 @@ export class BatchFailedError extends Error {
 
 export interface BatchResult {
     acknowledgedThrough: number | null;
+    /** The last record posted through `acknowledgedThrough`, for the host module to store (PostedLinks). */
+    postedHead: PostedRef | null;
 }
 
 export class ChangeProcessor {
@@ -51,6 +57,7 @@ export class ChangeProcessor {
         private readonly metrics?: Metrics,
         maxInFlight = 8,
         private readonly predecessorWaitMs = PREDECESSOR_WAIT_MS,
+        private readonly links: PostedLinks | null = null,
     ) {
         this.scheduler = new ChangeScheduler(maxInFlight, (change) => this.handle(change));
     }
@@ -64,8 +71,14 @@ export class ChangeProcessor {
      * Starts `changes` behind any earlier changes of the same users; results come in batch order. A batch
      * that `follows` another (the host module sent it while that one was unanswered) starts only after it.
      */
-    public async process(changes: readonly AuditRecord[], follows: number | null = null): Promise<BatchResult> {
+    public async process(
+        records: readonly AuditRecord[],
+        follows: number | null = null,
+        postedHead: PostedRef | null = null,
+        ackedHead: PostedRef | null = null,
+    ): Promise<BatchResult> {
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
+        const changes = this.links ? this.links.plan(records, follows !== null, postedHead, ackedHead) : records;
         const outcomes = changes.map((change) => this.scheduler.submit(change));
         // Only a batch still running holds this one back: a failure already reported does not (the batch
         // after it is the retry).
@@ -117,12 +130,21 @@ export class ChangeProcessor {
         if (firstFailure === -1) {
             const last = changes.at(-1);
             if (last) this.metrics?.lastSeq.set(last.seq);
-            return { acknowledgedThrough: last?.seq ?? null };
+            const acknowledgedThrough = last?.seq ?? null;
+            return { acknowledgedThrough, postedHead: this.headThrough(acknowledgedThrough) };
         }
         const processedThrough = firstFailure > 0 ? (changes[firstFailure - 1] as AuditRecord).seq : null;
         const reason = (settled[firstFailure] as PromiseRejectedResult).reason as Error;
         const failed = changes[firstFailure] as AuditRecord;
-        throw new BatchFailedError(`Change seq ${failed.seq} failed: ${reason.message}`, processedThrough);
+        throw new BatchFailedError(
+            `Change seq ${failed.seq} failed: ${reason.message}`,
+            processedThrough,
+            this.headThrough(processedThrough),
+        );
+    }
+
+    private headThrough(seq: number | null): PostedRef | null {
+        return this.links?.headThrough(seq ?? -1) ?? null;
     }
 
     private async handle(change: AuditRecord): Promise<void> {
@@ -132,6 +154,8 @@ export class ChangeProcessor {
                 `Gap notice (seq ${change.seq}): up to ${change.lost} account-data values of ` +
                     `${change.keys.length} keys were overwritten before they could be recorded`,
             );
+        } else if (change.kind === "deactivation") {
+            log.info(`${change.userId} was ${change.deactivated ? "deactivated" : "reactivated"} (seq ${change.seq})`);
         } else if (change.recovered) {
             log.info(`Recovered change (seq ${change.seq}): ${change.userId} ${change.type}`);
         }
@@ -147,7 +171,7 @@ export class ChangeProcessor {
         this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
         if (isGap(change)) {
             this.metrics?.gapNotices.inc();
-        } else {
+        } else if (change.kind !== "deactivation") {
             this.metrics?.changesProcessed.inc();
             if (change.recovered) this.metrics?.changesRecovered.inc();
         }

@@ -66,18 +66,22 @@ export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shu
             sendMatrixError(res, 400, "M_BAD_JSON", err.message, { field: err.field });
             return;
         }
-        processor.process(batch.changes, batch.follows).then(
+        processor.process(batch.changes, batch.follows, batch.postedHead, batch.ackedHead).then(
             (result) => {
                 metrics.batchesReceived.inc({ result: "ok" });
-                res.status(200).json({ acknowledged_through: result.acknowledgedThrough });
+                res.status(200).json({
+                    acknowledged_through: result.acknowledgedThrough,
+                    posted_head: result.postedHead,
+                });
             },
             (err: unknown) => {
                 metrics.batchesReceived.inc({ result: "failed" });
-                const processedThrough = err instanceof BatchFailedError ? err.processedThrough : null;
+                const failure = err instanceof BatchFailedError ? err : null;
                 // Not bad input: the homeserver would not take the audit event. The host module keeps the
                 // batch and retries; what was already handled is reported so it can be dropped.
                 sendMatrixError(res, 503, "M_UNKNOWN", (err as Error).message, {
-                    processed_through: processedThrough,
+                    processed_through: failure?.processedThrough ?? null,
+                    ...(failure && failure.processedThrough !== null ? { posted_head: failure.postedHead } : {}),
                 });
             },
         );

@@ -20,8 +20,8 @@
  */
 import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
 import { isRoomId, isUserId } from "../matrix/Identifiers.js";
-import type { AuditGapKey } from "../modules/ModuleApi.js";
-import type { AccountDataChange, AuditRecord, GapRecord } from "../modules/ModuleHost.js";
+import type { AuditGapKey, PostedRef, TrailInfo } from "../modules/ModuleApi.js";
+import type { AccountDataChange, AuditRecord, DeactivationRecord, GapRecord } from "../modules/ModuleHost.js";
 
 export const CHANGES_PATH = "/_account_data_audit/v1/changes";
 export const MAX_CHANGES_PER_BATCH = 10_000;
@@ -45,15 +45,50 @@ function isCount(value: unknown): value is number {
     return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
-/** The fields every record has: id, seq, ts. */
-function parseHeader(raw: Record<string, unknown>, field: string): { id: string; seq: number; ts: number } {
-    const { id, seq, ts } = raw;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function parseHash(value: unknown, field: string): string {
+    if (typeof value !== "string" || !HEX64.test(value)) {
+        throw new BadFieldError(field, "must be 64 lower-case hex digits (SHA-256)");
+    }
+    return value;
+}
+
+interface Header extends TrailInfo {
+    id: string;
+    seq: number;
+    ts: number;
+}
+
+/** The fields every record has: id, seq, ts, and (from host modules with them) keyed digest and chain. */
+function parseHeader(raw: Record<string, unknown>, field: string): Header {
+    const { id, seq, ts, keyed_digest: keyedDigest = null, chain = null } = raw;
     if (typeof id !== "string" || id.length === 0 || id.length > 128 || !/^[A-Za-z0-9._~-]+$/.test(id)) {
         throw new BadFieldError(`${field}.id`, "must be 1-128 characters of A-Z a-z 0-9 . _ ~ -");
     }
     if (!isCount(seq)) throw new BadFieldError(`${field}.seq`, "must be a non-negative integer");
     if (!isCount(ts)) throw new BadFieldError(`${field}.ts`, "must be a timestamp in milliseconds");
-    return { id, seq, ts };
+    if (keyedDigest !== null) parseHash(keyedDigest, `${field}.keyed_digest`);
+    if (chain !== null && !isObject(chain)) throw new BadFieldError(`${field}.chain`, "must be {prev, hash}");
+    return {
+        id,
+        seq,
+        ts,
+        keyedDigest: keyedDigest as string | null,
+        chain: chain
+            ? {
+                  prevHash: parseHash(chain.prev, `${field}.chain.prev`),
+                  hash: parseHash(chain.hash, `${field}.chain.hash`),
+              }
+            : null,
+    };
+}
+
+/** A posted record's reference ({seq, hash}), or null. */
+export function parsePostedRef(value: unknown, field: string): PostedRef | null {
+    if (value === null || value === undefined) return null;
+    if (!isObject(value) || !isCount(value.seq)) throw new BadFieldError(field, "must be null or {seq, hash}");
+    return { seq: value.seq, hash: parseHash(value.hash, `${field}.hash`) };
 }
 
 /** user_id, room_id and type of a change or of a gap notice's key. */
@@ -86,6 +121,17 @@ function parseGapKey(raw: unknown, field: string): AuditGapKey {
     return { ...parseKey(raw, field), unaccounted, latest };
 }
 
+function parseDeactivation(raw: Record<string, unknown>, field: string): DeactivationRecord {
+    const header = parseHeader(raw, field);
+    const { user_id: userId, deactivated, by_admin: byAdmin } = raw;
+    if (typeof userId !== "string" || !isUserId(userId)) {
+        throw new BadFieldError(`${field}.user_id`, "must be a user ID (@localpart:server)");
+    }
+    if (typeof deactivated !== "boolean") throw new BadFieldError(`${field}.deactivated`, "must be a boolean");
+    if (typeof byAdmin !== "boolean") throw new BadFieldError(`${field}.by_admin`, "must be a boolean");
+    return { kind: "deactivation", ...header, userId, deactivated, byAdmin };
+}
+
 function parseGap(raw: Record<string, unknown>, field: string): GapRecord {
     const header = parseHeader(raw, field);
     const gap = raw.gap;
@@ -108,20 +154,18 @@ function parseGap(raw: Record<string, unknown>, field: string): GapRecord {
 function parseRecord(raw: unknown, field: string): AuditRecord {
     if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
     if (raw.kind === "gap") return parseGap(raw, field);
+    if (raw.kind === "deactivation") return parseDeactivation(raw, field);
     if (raw.kind !== undefined && raw.kind !== "change") {
-        throw new BadFieldError(`${field}.kind`, 'must be "change" (the default) or "gap"');
+        throw new BadFieldError(`${field}.kind`, 'must be "change" (the default), "gap" or "deactivation"');
     }
     return parseChange(raw, field);
 }
 
 function parseChange(raw: Record<string, unknown>, field: string): AccountDataChange {
-    const { id, seq, ts } = parseHeader(raw, field);
+    const header = parseHeader(raw, field);
     const { userId, roomId, type } = parseKey(raw, field);
-    const { content, recovered = false, keyed_digest: keyedDigest = null } = raw;
+    const { content, recovered = false } = raw;
     if (typeof recovered !== "boolean") throw new BadFieldError(`${field}.recovered`, "must be a boolean");
-    if (keyedDigest !== null && (typeof keyedDigest !== "string" || !/^[0-9a-f]{64}$/.test(keyedDigest))) {
-        throw new BadFieldError(`${field}.keyed_digest`, "must be 64 lower-case hex digits (HMAC-SHA256)");
-    }
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
@@ -134,19 +178,23 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (!(parsed instanceof LosslessObject)) {
         throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
     }
-    return { id, seq, ts, recovered, contentJson: content, keyedDigest, userId, roomId, type, content: parsed };
+    return { ...header, recovered, contentJson: content, userId, roomId, type, content: parsed };
 }
 
 export interface ChangeBatch {
     changes: AuditRecord[];
     /** The last seq of the batch this one must start after, or null. */
     follows: number | null;
+    /** The last record the appservice reported posted when it last acknowledged (see README), or null. */
+    postedHead: PostedRef | null;
+    /** The last record the host module had acknowledged ({seq, chain hash}), or null. */
+    ackedHead: PostedRef | null;
 }
 
 /** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
 export function parseChangeBatch(body: unknown): ChangeBatch {
     if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
-    const { changes, follows = null } = body;
+    const { changes, follows = null, posted_head: postedHead = null, acked_head: ackedHead = null } = body;
     if (!Array.isArray(changes)) throw new BadFieldError("changes", "must be a list");
     if (changes.length > MAX_CHANGES_PER_BATCH) {
         throw new BadFieldError("changes", `must hold at most ${MAX_CHANGES_PER_BATCH} changes`);
@@ -163,5 +211,10 @@ export function parseChangeBatch(body: unknown): ChangeBatch {
             throw new BadFieldError("follows", "must be null or a seq lower than the first change's");
         }
     }
-    return { changes: parsed, follows };
+    return {
+        changes: parsed,
+        follows,
+        postedHead: parsePostedRef(postedHead, "posted_head"),
+        ackedHead: parsePostedRef(ackedHead, "acked_head"),
+    };
 }

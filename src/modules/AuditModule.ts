@@ -10,11 +10,12 @@ import { Logger } from "matrix-appservice-bridge";
 import { prettyJson, pythonDumps } from "../json/PythonJson.js";
 import { EventTooLargeError } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
-import { changeHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
-import { auditMessageBody, cutMessageBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
+import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
+import { auditMessageBody, cutMessageBody, deactivationBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
 import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
-import { type ChangeFacts, changeRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
-import type { AccountDataContent, AuditGap, ChangeInfo, ModuleApi } from "./ModuleApi.js";
+import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
+import type { AccountDataContent, AuditGap, ChangeInfo, ModuleApi, UserDeactivation } from "./ModuleApi.js";
+import { type AuditRecord, isChange } from "./ModuleHost.js";
 
 export { auditMessageBody, gapNoticeBody } from "./audit/Messages.js";
 
@@ -58,7 +59,13 @@ export class AuditModule {
             onAccountDataUpdated: (userId, roomId, type, content, change) =>
                 this.logNewAccountData({ ...change, userId, roomId, type }, content),
             onAccountDataGap: (gap) => this.postGapNotice(gap),
+            onUserDeactivation: (record) => this.postDeactivation(record),
         });
+    }
+
+    /** Whether this module posts `record` (it leaves out changes its policy gives level none). */
+    public willPost(record: AuditRecord): boolean {
+        return !isChange(record) || this.policy.decide(record.userId, record.roomId, record.type).level !== "none";
     }
 
     private async logNewAccountData(change: ChangeFacts & ChangeInfo, content: AccountDataContent): Promise<void> {
@@ -137,6 +144,19 @@ export class AuditModule {
                 [RECORD_KEY]: gapRecord(gap),
             },
             "gap",
+        );
+    }
+
+    private async postDeactivation(record: UserDeactivation): Promise<void> {
+        await this.send(
+            {
+                msgtype: "m.notice",
+                body: deactivationBody(record),
+                format: HTML,
+                formatted_body: deactivationHtml(record),
+                [RECORD_KEY]: deactivationRecord(record),
+            },
+            "deactivation",
         );
     }
 

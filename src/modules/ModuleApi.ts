@@ -13,8 +13,33 @@ import type { LosslessObject } from "../json/LosslessJson.js";
  */
 export type AccountDataContent = LosslessObject;
 
+/** A record's place in the host module's hash chain (see README, "The hash chain"). */
+export interface ChainLink {
+    readonly prevHash: string;
+    readonly hash: string;
+}
+
+/** A record the audit room shows: its seq and chain hash. */
+export interface PostedRef {
+    readonly seq: number;
+    readonly hash: string;
+}
+
+/** What every record carries for the tamper-evident trail. */
+export interface TrailInfo {
+    /** HMAC-SHA256 (hex) under the host module's key: of the content, or of a notice's details. */
+    readonly keyedDigest: string | null;
+    /** Null from host modules before the hash chain. */
+    readonly chain: ChainLink | null;
+    /**
+     * The record the audit room shows before this one (in seq order), if the built-in audit module posts this
+     * one: records with seqs in between were left out by the audit policy. Set by the appservice.
+     */
+    readonly prevPosted?: PostedRef | null;
+}
+
 /** Where a change came from; Synapse's callback has no such argument, modules may ignore it. */
-export interface ChangeInfo {
+export interface ChangeInfo extends TrailInfo {
     /** Stable id assigned by the host module when the change was recorded. */
     readonly id: string;
     /** Per-server sequence number; strictly increasing in the order the changes happened. */
@@ -29,11 +54,6 @@ export interface ChangeInfo {
     readonly recovered: boolean;
     /** The content's JSON text exactly as the homeserver stored it (compact, non-ASCII as \uXXXX). */
     readonly contentJson: string;
-    /**
-     * HMAC-SHA256 (hex) of `contentJson` under a key only the host module keeps: shows whether two values are
-     * equal without letting anyone test guesses of a withheld value. Null from host modules before 0.2.
-     */
-    readonly keyedDigest: string | null;
 }
 
 /** A key whose earlier values may have been overwritten before they could be recorded. */
@@ -52,7 +72,7 @@ export interface AuditGapKey {
  * recorded: the homeserver keeps only each key's latest value, so those are lost. Which of `keys` they
  * belonged to, and exactly how many there were, is not known; `lost` is an upper bound.
  */
-export interface AuditGap {
+export interface AuditGap extends TrailInfo {
     readonly id: string;
     readonly seq: number;
     readonly ts: number;
@@ -63,6 +83,21 @@ export interface AuditGap {
 }
 
 export type OnAccountDataGap = (gap: AuditGap) => Promise<void>;
+
+/**
+ * A user was deactivated (or reactivated). Synapse deletes a deactivated user's account data without calling
+ * the account-data callback, so this is the record of that deletion.
+ */
+export interface UserDeactivation extends TrailInfo {
+    readonly id: string;
+    readonly seq: number;
+    readonly ts: number;
+    readonly userId: string;
+    readonly deactivated: boolean;
+    readonly byAdmin: boolean;
+}
+
+export type OnUserDeactivation = (record: UserDeactivation) => Promise<void>;
 
 export type OnAccountDataUpdated = (
     userId: string,
@@ -76,6 +111,8 @@ export interface AccountDataCallbacks {
     onAccountDataUpdated?: OnAccountDataUpdated;
     /** Not in Synapse's API: called where the trail has a known gap (see AuditGap). */
     onAccountDataGap?: OnAccountDataGap;
+    /** Not in Synapse's API (which has it among third-party rules callbacks): see UserDeactivation. */
+    onUserDeactivation?: OnUserDeactivation;
 }
 
 /** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */

@@ -14,7 +14,9 @@ import type {
     ModuleApi,
     OnAccountDataGap,
     OnAccountDataUpdated,
+    OnUserDeactivation,
     SendOptions,
+    UserDeactivation,
 } from "./ModuleApi.js";
 
 /** One account-data change as the host module recorded it. */
@@ -31,14 +33,26 @@ export interface GapRecord extends AuditGap {
     readonly kind: "gap";
 }
 
+/** A user's deactivation or reactivation. */
+export interface DeactivationRecord extends UserDeactivation {
+    readonly kind: "deactivation";
+}
+
 /** What the host module delivers, in sequence order. */
-export type AuditRecord = AccountDataChange | GapRecord;
+export type AuditRecord = AccountDataChange | GapRecord | DeactivationRecord;
 
 export function isGap(record: AuditRecord): record is GapRecord {
     return record.kind === "gap";
 }
 
-/** Records with the same key are handled one after another, in order: a user's changes; each gap alone. */
+export function isChange(record: AuditRecord): record is AccountDataChange {
+    return record.kind === undefined || record.kind === "change";
+}
+
+/**
+ * Records with the same key are handled one after another, in order: a user's changes and (de)activations;
+ * each gap notice alone.
+ */
 export function orderingKey(record: AuditRecord): string {
     return isGap(record) ? `\u0000gap:${record.id}` : record.userId;
 }
@@ -52,16 +66,18 @@ interface DispatchContext {
 export class ModuleHost {
     private readonly callbacks: OnAccountDataUpdated[] = [];
     private readonly gapCallbacks: OnAccountDataGap[] = [];
+    private readonly deactivationCallbacks: OnUserDeactivation[] = [];
     private readonly context = new AsyncLocalStorage<DispatchContext>();
     public readonly api: ModuleApi;
 
     public constructor(serverName: string, sender: EventSender) {
-        const { callbacks, gapCallbacks, context } = this;
+        const { callbacks, gapCallbacks, deactivationCallbacks, context } = this;
         this.api = {
             serverName,
             registerAccountDataCallbacks(cbs: AccountDataCallbacks): void {
                 if (cbs.onAccountDataUpdated) callbacks.push(cbs.onAccountDataUpdated);
                 if (cbs.onAccountDataGap) gapCallbacks.push(cbs.onAccountDataGap);
+                if (cbs.onUserDeactivation) deactivationCallbacks.push(cbs.onUserDeactivation);
             },
             async createAndSendEventIntoRoom(event: EventToSend, options?: SendOptions): Promise<string> {
                 const ctx = context.getStore();
@@ -88,6 +104,10 @@ export class ModuleHost {
     public async dispatch(record: AuditRecord): Promise<void> {
         if (isGap(record)) {
             await this.runEach(record.id, this.gapCallbacks, (callback) => callback(record));
+            return;
+        }
+        if (record.kind === "deactivation") {
+            await this.runEach(record.id, this.deactivationCallbacks, (callback) => callback(record));
             return;
         }
         await this.runEach(record.id, this.callbacks, (callback) =>

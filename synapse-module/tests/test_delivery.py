@@ -251,3 +251,23 @@ def test_a_later_batch_that_was_acknowledged_is_not_sent_again() -> None:
     pending[2].callback({})
     assert db.rows() == []
     assert len(posted_seqs(api)) == 3
+
+
+def test_the_appservices_posted_head_is_stored_with_the_acknowledgement_and_sent_back() -> None:
+    db, api, module = build()
+    head = {"seq": 1, "hash": "ab" * 32}
+    api.http_client.post_json_get_json.return_value = {"acknowledged_through": 1, "posted_head": head}
+    change(module, 1)
+    first_body = api.http_client.post_json_get_json.call_args_list[0].args[1]
+    assert first_body["posted_head"] is None  # nothing acknowledged before
+    change(module, 2)
+    second_body = api.http_client.post_json_get_json.call_args_list[1].args[1]
+    assert second_body["posted_head"] == head
+    # ...and the last row it acknowledged, so the appservice can tell that the next one links to it.
+    first_change = first_body["changes"][0]
+    assert second_body["acked_head"] == {"seq": first_change["seq"], "hash": first_change["chain"]["hash"]}
+    assert second_body["changes"][0]["chain"]["prev"] == first_change["chain"]["hash"]
+    stored = db.conn.execute(
+        "SELECT value FROM account_data_audit_meta WHERE name = 'posted_head'"
+    ).fetchone()
+    assert json.loads(stored[0]) == head

@@ -3,8 +3,9 @@
 from unittest.mock import Mock
 
 import pytest
+from twisted.internet import defer
 
-from synapse_account_data_audit import recovery_fence
+from synapse_account_data_audit import AccountDataAuditModule, AuditModuleConfig, recovery_fence
 
 from .fakes import FakeDatabase, make_api
 
@@ -35,3 +36,26 @@ def test_recovery_fence(
     worker: str | None, writers: list[str] | None, position: int | None, fence: int | None
 ) -> None:
     assert recovery_fence(api_with(worker, writers, position)) == fence
+
+
+def test_deactivation_is_recorded_as_a_record_of_its_own() -> None:
+    db = FakeDatabase()
+    api = make_api(db)
+    module = AccountDataAuditModule(
+        AuditModuleConfig(appservice_url="http://as.test", token="t"), api, Mock()
+    )
+    api.register_third_party_rules_callbacks.assert_called_once_with(
+        on_user_deactivation_status_changed=module.on_user_deactivation_status_changed
+    )
+    assert defer.ensureDeferred(
+        module.on_user_deactivation_status_changed("@gone:test.local", True, True)
+    ).called
+    (body,) = [call.args[1] for call in api.http_client.post_json_get_json.call_args_list]
+    (wire,) = body["changes"]
+    assert {k: wire[k] for k in ("kind", "user_id", "deactivated", "by_admin")} == {
+        "kind": "deactivation",
+        "user_id": "@gone:test.local",
+        "deactivated": True,
+        "by_admin": True,
+    }
+    assert set(wire["chain"]) == {"prev", "hash"} and len(wire["keyed_digest"]) == 64

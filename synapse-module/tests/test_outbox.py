@@ -39,7 +39,10 @@ def test_rows_come_back_in_sequence_order_with_increasing_seq() -> None:
         "room_id": None,
         "type": "m.test",
         "content": "{}",
+        "chain": {"prev": "0" * 64, "hash": rows[0].hash},
     }
+    # Each row links to the one before it, across transactions.
+    assert [r.prev_hash for r in rows[1:]] == [r.hash for r in rows[:-1]]
 
 
 def test_batches_are_capped_by_count_and_bytes_but_never_empty() -> None:

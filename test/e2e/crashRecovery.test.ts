@@ -87,6 +87,7 @@ describe(`crash recovery (${DATABASE})`, () => {
         );
         expect(bodies.slice(2, 6).filter((b) => b.startsWith(alice.userId))).toEqual(recovered);
         expect(bodies.slice(6)).toEqual([body(alice.userId, "org.example.after", "{}")]);
+        expect((await env.verify()).report).toMatchObject({ intact: true, records: 7 });
         expect(await outboxDepth(env)).toBe(0);
     });
 
@@ -122,6 +123,7 @@ describe(`crash recovery (${DATABASE})`, () => {
 
             const lost = expectOnceInOrderOrNoticed(env.auditor.received, users, 50);
             const gaps = gapNotices(env.auditor.received);
+            expect((await env.verify()).report?.problems).toEqual([]);
             process.stderr.write(
                 `SIGKILL mid-burst (${DATABASE}): ${lost} of 1000 values lost, ${gaps.length} gap notices\n`,
             );

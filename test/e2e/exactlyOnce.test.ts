@@ -100,6 +100,9 @@ describe(`exactly once across restarts (${DATABASE})`, () => {
             expect(gapNotices(env.auditor.received)).toEqual([]);
             expect(env.auditor.received).toHaveLength(2000);
             expectAllInOrderOnce(env.auditor.received, users, 100);
+            const verify = await env.verify();
+            expect(verify.report?.problems).toEqual([]);
+            expect(verify.code).toBe(0);
         },
     );
 });

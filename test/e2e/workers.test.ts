@@ -85,6 +85,7 @@ describe.skipIf(DATABASE !== "postgres")("Synapse with an account-data writer wo
         await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
         await env.auditor.syncOnce(0);
         const lost = expectOnceInOrderOrNoticed(env.auditor.received, users, 50);
+        expect((await env.verify()).report?.problems).toEqual([]);
         process.stderr.write(`SIGKILL of the writer worker mid-burst: ${lost} of 500 values lost\n`);
     });
 });

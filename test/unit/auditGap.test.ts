@@ -22,7 +22,7 @@ const wireGap = {
 };
 
 function gap(keys: AuditGap["keys"], lost = 1): AuditGap {
-    return { id: "g", seq: 1, ts: 0, lost, keys, streamPositions: { after: 1, through: 9 } };
+    return { id: "g", seq: 1, ts: 0, lost, keys, streamPositions: { after: 1, through: 9 }, keyedDigest: null, chain: null };
 }
 
 describe("the delivery protocol's recovery fields", () => {
@@ -37,6 +37,8 @@ describe("the delivery protocol's recovery fields", () => {
             lost: 1,
             keys: [{ userId: ALICE, roomId: null, type: "m.k", unaccounted: 1, latest: "recovered" }],
             streamPositions: { after: 100, through: 110 },
+            keyedDigest: null,
+            chain: null,
         });
         expect((changes[1] as AccountDataChange).recovered).toBe(true);
         expect((parseChangeBatch({ changes: [change] }).changes[0] as AccountDataChange).recovered).toBe(false);

@@ -66,6 +66,7 @@ describe("AuditModule at level full", () => {
             content_size: json.length,
             content_digest: `sha256:${createHash("sha256").update(json).digest("hex")}`,
             content: json,
+            keyed_digest: keyedDigest(json),
         });
         expect(levels).toEqual(["full"]);
     });

@@ -69,7 +69,7 @@ describe("the change endpoint", () => {
         const res = await post(
             JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }),
         );
-        expect(res).toEqual({ status: 200, json: { acknowledged_through: 7 } });
+        expect(res).toEqual({ status: 200, json: { acknowledged_through: 7, posted_head: null } });
         expect((dispatched as AccountDataChange[]).map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
             [4, null, '{"n": 1.0}'],
             [7, "!r:example.org", '{"n": 1.0}'],
@@ -80,13 +80,13 @@ describe("the change endpoint", () => {
         const type = `org.example.${"é".repeat(300)}`;
         expect(await post(JSON.stringify({ changes: [wireChange(1, { type })] }))).toEqual({
             status: 200,
-            json: { acknowledged_through: 1 },
+            json: { acknowledged_through: 1, posted_head: null },
         });
         expect((dispatched as AccountDataChange[]).map((c) => c.type)).toEqual([type]);
     });
 
     it("acknowledges an empty batch", async () => {
-        expect(await post('{"changes": []}')).toEqual({ status: 200, json: { acknowledged_through: null } });
+        expect(await post('{"changes": []}')).toEqual({ status: 200, json: { acknowledged_through: null, posted_head: null } });
     });
 
     it.each([
@@ -165,7 +165,7 @@ describe("the change endpoint", () => {
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2]);
 
         failOn.clear();
-        expect((await post(batch)).json).toEqual({ acknowledged_through: 4 });
+        expect((await post(batch)).json).toEqual({ acknowledged_through: 4, posted_head: null });
         // Changes already handled in this process are not handled again.
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
     });
@@ -175,8 +175,8 @@ describe("the change endpoint", () => {
         await new Promise((resolve) => setTimeout(resolve, 50)); // it has arrived, and waits
         expect(dispatched).toEqual([]);
         const earlier = await post(JSON.stringify({ changes: [wireChange(1), wireChange(2)] }));
-        expect(earlier.json).toEqual({ acknowledged_through: 2 });
-        expect((await later).json).toEqual({ acknowledged_through: 4 });
+        expect(earlier.json).toEqual({ acknowledged_through: 2, posted_head: null });
+        expect((await later).json).toEqual({ acknowledged_through: 4, posted_head: null });
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
     });
 
@@ -281,8 +281,8 @@ describe("ChangeProcessor", () => {
         await vi.waitFor(() => expect(events).toContain("end 2"));
         expect(events).not.toContain("ack 2"); // batch 2 is done, but batch 1 is not acknowledged yet
         releaseSlow();
-        expect(await first).toEqual({ acknowledgedThrough: 1 });
-        expect(await second).toEqual({ acknowledgedThrough: 2 });
+        expect(await first).toEqual({ acknowledgedThrough: 1, postedHead: null });
+        expect(await second).toEqual({ acknowledgedThrough: 2, postedHead: null });
         expect(events).toEqual(["start 1", "start 2", "end 2", "end 1", "ack 2"]);
         await processor.idle();
     });
@@ -304,7 +304,7 @@ describe("ChangeProcessor", () => {
         expect(err.message).toMatch(/seq 2 failed/);
         expect(handled.sort()).toEqual([1, 3]); // Bob's seq 4, in the later batch, waited for his failed seq 2
         // The retry starts afresh: nothing of the failure is left behind.
-        expect(await processor.process([userChange(4, "@b:x")])).toEqual({ acknowledgedThrough: 4 });
+        expect(await processor.process([userChange(4, "@b:x")])).toEqual({ acknowledgedThrough: 4, postedHead: null });
     });
 
     it("starts batches in the order `follows` gives, whatever order they arrive in", async () => {
@@ -316,9 +316,9 @@ describe("ChangeProcessor", () => {
         expect(handled).toEqual([]);
         const first = processor.process([userChange(1, "@a:x"), userChange(2, "@b:x")]);
         expect(await Promise.all([first, second, third])).toEqual([
-            { acknowledgedThrough: 2 },
-            { acknowledgedThrough: 4 },
-            { acknowledgedThrough: 5 },
+            { acknowledgedThrough: 2, postedHead: null },
+            { acknowledgedThrough: 4, postedHead: null },
+            { acknowledgedThrough: 5, postedHead: null },
         ]);
         expect(handled).toEqual([1, 2, 3, 4, 5]);
     });
@@ -331,7 +331,7 @@ describe("ChangeProcessor", () => {
         expect((err as BatchFailedError).processedThrough).toBeNull();
         expect(handled).toEqual([]);
         // Resent on its own (as the host module does after a failure), it goes through.
-        expect(await processor.process([userChange(5, "@a:x")])).toEqual({ acknowledgedThrough: 5 });
+        expect(await processor.process([userChange(5, "@a:x")])).toEqual({ acknowledgedThrough: 5, postedHead: null });
     });
 
     it("never exceeds max in flight", async () => {

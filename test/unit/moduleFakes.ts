@@ -35,6 +35,7 @@ export function change(
         recovered: false,
         contentJson: content,
         keyedDigest: keyedDigest(content),
+        chain: null,
         userId: "@alice:example.org",
         roomId,
         type: "m.test",

@@ -5,7 +5,7 @@
  * Only tags of the Matrix spec's HTML subset are used.
  */
 import { MAX_GAP_KEYS_LISTED } from "./Messages.js";
-import type { AuditGap, AuditGapKey } from "../ModuleApi.js";
+import type { AuditGap, AuditGapKey, UserDeactivation } from "../ModuleApi.js";
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
@@ -72,5 +72,14 @@ export function gapHtml(gap: AuditGap): string {
         "stopped uncleanly before they could be recorded, and it keeps only the latest value of each type. " +
         `They belonged to ${gap.keys.length === 1 ? "this key" : "one or more of these keys"}; the latest value ` +
         `of each is recorded after this notice.</p><ul>${keys.join("")}</ul>`
+    );
+}
+
+export function deactivationHtml(record: UserDeactivation): string {
+    const by = record.byAdmin ? "by a server admin" : "by themselves";
+    if (!record.deactivated) return `<p>${matrixToLink(record.userId)} was <strong>reactivated</strong> ${by}.</p>`;
+    return (
+        `<p>${matrixToLink(record.userId)} was <strong>deactivated</strong> ${by}. The homeserver deleted all ` +
+        "their account data with it, without reporting each type: this record stands for those deletions.</p>"
     );
 }

@@ -4,7 +4,7 @@
  *   {user_id} has changed their account data for type {type} to: {json.dumps(content)}[ (in room {room_id})]
  * A change recorded as metadata is the same sentence with the content replaced by its size and keyed digest.
  */
-import type { AuditGap, AuditGapKey } from "../ModuleApi.js";
+import type { AuditGap, AuditGapKey, UserDeactivation } from "../ModuleApi.js";
 
 export function auditMessageBody(userId: string, roomId: string | null, type: string, contentJson: string): string {
     const body = `${userId} has changed their account data for type ${type} to: ${contentJson}`;
@@ -81,5 +81,15 @@ export function gapNoticeBody(gap: AuditGap): string {
     return (
         `Audit gap: up to ${values} of account data may be missing here: ${GAP_CAUSE}. They belonged to ` +
         `one or more of: ${shown.join("; ")}. The latest value of each is recorded after this notice.`
+    );
+}
+
+/** The text of a (de)activation record. */
+export function deactivationBody(record: UserDeactivation): string {
+    const by = record.byAdmin ? "by a server admin" : "by themselves";
+    if (!record.deactivated) return `${record.userId} was reactivated ${by}.`;
+    return (
+        `${record.userId} was deactivated ${by}. The homeserver deleted all their account data with it, ` +
+        "without reporting each type: this record stands for those deletions."
     );
 }

@@ -5,7 +5,7 @@
  * 2^53, which Synapse refuses in event content (and JavaScript numbers would round).
  */
 import { createHash } from "node:crypto";
-import type { AuditGap, ChangeInfo } from "../ModuleApi.js";
+import type { AuditGap, ChangeInfo, TrailInfo, UserDeactivation } from "../ModuleApi.js";
 import type { AuditLevel } from "./Policy.js";
 
 export const RECORD_KEY = "net.matrix_account_data_audit.record";
@@ -13,6 +13,20 @@ export const RECORD_VERSION = 1;
 
 export function sha256Hex(text: string): string {
     return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+/**
+ * The tamper-evident trail's fields (README, "The hash chain"): the keyed digest the chain covers, the chain
+ * link, and the record the room shows before this one. Absent from records of host modules without a chain.
+ */
+function trailFields(info: TrailInfo): Record<string, unknown> {
+    if (info.chain === null) return info.keyedDigest !== null ? { keyed_digest: info.keyedDigest } : {};
+    return {
+        keyed_digest: info.keyedDigest,
+        prev_hash: info.chain.prevHash,
+        hash: info.chain.hash,
+        prev_posted: info.prevPosted ? { seq: info.prevPosted.seq, hash: info.prevPosted.hash } : null,
+    };
 }
 
 export interface ChangeFacts extends ChangeInfo {
@@ -51,6 +65,21 @@ export function changeRecord(
         content_size: Buffer.byteLength(change.contentJson, "utf8"),
         content_digest: digest,
         ...(level !== "full" ? {} : withContent ? { content: change.contentJson } : { content_omitted: "too_large" }),
+        ...trailFields(change),
+    };
+}
+
+export function deactivationRecord(record: UserDeactivation): Record<string, unknown> {
+    return {
+        version: RECORD_VERSION,
+        kind: "deactivation",
+        seq: record.seq,
+        change_id: record.id,
+        ts: record.ts,
+        user_id: record.userId,
+        deactivated: record.deactivated,
+        by_admin: record.byAdmin,
+        ...trailFields(record),
     };
 }
 
@@ -74,5 +103,6 @@ export function gapRecord(gap: AuditGap): Record<string, unknown> {
             latest: key.latest,
         })),
         stream_positions: { after: gap.streamPositions.after, through: gap.streamPositions.through },
+        ...trailFields(gap),
     };
 }

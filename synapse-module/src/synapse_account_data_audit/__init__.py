@@ -9,6 +9,7 @@ from the outbox (see ``recovery``).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,7 +17,7 @@ from synapse.module_api import JsonDict, ModuleApi
 
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
-from .outbox import encode_content
+from .outbox import KIND_DEACTIVATION, encode_content
 from .store import AuditStore
 from .synapse_state import account_data_stream_position, account_data_writers
 from .writer import OutboxWriter, register_shutdown_flush
@@ -51,6 +52,11 @@ class AccountDataAuditModule:
             # Deliver what an earlier run left in the outbox without waiting for the first poll.
             api.delayed_background_call(0, deliverer.kick, desc="account_data_audit_start")
         api.register_account_data_callbacks(on_account_data_updated=self.on_account_data_updated)
+        # Synapse deletes a deactivated user's account data without calling the account-data callback: record
+        # deactivation (and reactivation) as records of their own.
+        api.register_third_party_rules_callbacks(
+            on_user_deactivation_status_changed=self.on_user_deactivation_status_changed
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> AuditModuleConfig:
@@ -74,6 +80,13 @@ class AccountDataAuditModule:
             )
             return
         await self._writer.record(user_id, room_id, account_data_type, encoded)
+
+    async def on_user_deactivation_status_changed(
+        self, user_id: str, deactivated: bool, by_admin: bool
+    ) -> None:
+        """Runs on the instance that handled the (de)activation; queued like an account-data change."""
+        facts = json.dumps({"deactivated": deactivated, "by_admin": by_admin}, separators=(",", ":"))
+        await self._writer.record(user_id, None, "", facts, kind=KIND_DEACTIVATION)
 
     def _kick_delivery(self) -> None:
         if self._deliverer is not None:

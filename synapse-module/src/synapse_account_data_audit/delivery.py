@@ -49,14 +49,34 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rand: random.Ran
     return capped / 2 + rand.random() * capped / 2
 
 
-def _processed_through(error: HttpResponseException) -> int | None:
-    """The appservice reports how far it got in a batch it could not finish."""
+def _error_body(error: HttpResponseException) -> dict[str, Any]:
     try:
         body = json.loads(error.response)
     except (ValueError, TypeError):
-        return None
-    value = body.get("processed_through") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _processed_through(error: HttpResponseException) -> int | None:
+    """The appservice reports how far it got in a batch it could not finish."""
+    value = _error_body(error).get("processed_through")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: The response had no (valid) posted head: keep the one stored.
+_NO_HEAD = object()
+
+
+def _posted_head(body: Any) -> Any:
+    """The appservice's posted head from a response body: {"seq", "hash"}, None, or _NO_HEAD."""
+    if not isinstance(body, dict) or "posted_head" not in body:
+        return _NO_HEAD
+    head = body["posted_head"]
+    if head is None:
+        return None
+    if isinstance(head, dict) and isinstance(head.get("seq"), int) and isinstance(head.get("hash"), str):
+        return {"seq": head["seq"], "hash": head["hash"]}
+    return _NO_HEAD
 
 
 class Deliverer:
@@ -75,6 +95,10 @@ class Deliverer:
         self._running = False
         self._more = False
         self._last_stats = 0.0
+        #: The appservice's posted head, and the last acknowledged row ({seq, hash}), as of the last
+        #: acknowledgement (see README, "The hash chain"); loaded from the database before the first request.
+        self._head: Any = _NO_HEAD
+        self._acked: Any = None
 
     def kick(self) -> None:
         """Makes sure a drain pass runs soon; cheap, and never waits for it."""
@@ -86,6 +110,8 @@ class Deliverer:
 
     async def _drain(self) -> None:
         try:
+            if self._head is _NO_HEAD:
+                self._head, self._acked = await self._outbox.heads()
             while True:
                 self._more = False
                 failed = await self._send_pipelined()
@@ -107,7 +133,9 @@ class Deliverer:
         """Sends the outbox, keeping up to ``batches_in_flight`` requests open, until it is empty.
 
         Returns the first batch that failed (after the later ones in flight have finished), or None."""
-        in_flight: deque[tuple[list[outbox.OutboxRow], defer.Deferred[Exception | None]]] = deque()
+        in_flight: deque[tuple[list[outbox.OutboxRow], defer.Deferred[tuple[Exception | None, Any]]]] = (
+            deque()
+        )
         after_seq = 0
         failed: tuple[list[outbox.OutboxRow], Exception] | None = None
         while True:
@@ -125,27 +153,33 @@ class Deliverer:
             if not in_flight:
                 return failed
             rows, answer = in_flight.popleft()
-            error = await make_deferred_yieldable(answer)
+            error, head = await make_deferred_yieldable(answer)
             if error is None:
-                await self._delete(rows)
+                await self._delete(rows, head)
             elif failed is None:
                 # Later batches fail behind this one at the appservice (acknowledgements are in order);
                 # wait for their answers, then retry from here.
                 failed = (rows, error)
             await self.refresh_stats()
 
-    async def _post(self, rows: list[outbox.OutboxRow], follows: int | None = None) -> Exception | None:
-        """One request; the error instead of raising it, so an unawaited failure is never left dangling."""
+    async def _post(
+        self, rows: list[outbox.OutboxRow], follows: int | None = None
+    ) -> tuple[Exception | None, Any]:
+        """One request: (None, the posted head it reported) or (the error, _NO_HEAD), never raising, so an
+        unawaited failure is never left dangling."""
         body: dict[str, Any] = {"changes": [row.to_wire() for row in rows]}
         if follows is not None:
             body["follows"] = follows
+        if self._head is not _NO_HEAD:
+            body["posted_head"] = self._head
+            body["acked_head"] = self._acked
         try:
-            await self._api.http_client.post_json_get_json(
+            answer = await self._api.http_client.post_json_get_json(
                 self._config.changes_url, body, headers=self._headers
             )
         except Exception as e:
-            return e
-        return None
+            return e, _NO_HEAD
+        return None, _posted_head(answer)
 
     async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:
         """After ``rows`` failed with ``error``: backs off and sends them until acknowledged, then deletes
@@ -163,7 +197,9 @@ class Deliverer:
                     error.msg,
                 )
                 if done is not None and done >= rows[0].seq:
-                    await self._delete([row for row in rows if row.seq <= done])
+                    await self._delete(
+                        [row for row in rows if row.seq <= done], _posted_head(_error_body(error))
+                    )
                     rows = [row for row in rows if row.seq > done]
                 too_large = error.code == 413 and len(rows) > 1
             else:
@@ -192,15 +228,21 @@ class Deliverer:
                 await self._api.sleep(delay)
             if not rows:
                 return
-            next_error = await self._post(rows)
+            next_error, head = await self._post(rows)
             if next_error is None:
-                await self._delete(rows)
+                await self._delete(rows, head)
                 return
             error = next_error
 
-    async def _delete(self, delivered: list[outbox.OutboxRow]) -> None:
+    async def _delete(self, delivered: list[outbox.OutboxRow], head: Any = _NO_HEAD) -> None:
+        """Deletes acknowledged rows, storing the appservice's posted head and the last acknowledged row in
+        the same transaction."""
         if delivered:
-            await self._outbox.delete_range(delivered[0].seq, delivered[-1].seq)
+            last = delivered[-1]
+            acked = {"seq": last.seq, "hash": last.hash} if last.hash else None
+            posted = self._head if head is _NO_HEAD else head
+            await self._outbox.delete_range(delivered[0].seq, last.seq, posted, acked)
+            self._head, self._acked = posted, acked
             DELIVERED.inc(len(delivered))
 
     async def refresh_stats(self, force: bool = False) -> None:

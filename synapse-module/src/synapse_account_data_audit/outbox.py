@@ -14,7 +14,9 @@ from typing import Any
 
 from synapse.storage.database import LoggingTransaction
 
+from . import chain
 from .dbutil import is_postgres, table_columns_txn
+from .meta import get_meta_txn, set_meta_txn
 
 TABLE = "account_data_audit_outbox"
 
@@ -23,6 +25,9 @@ TABLE = "account_data_audit_outbox"
 KIND_CHANGE = "change"
 KIND_RECOVERED = "recovered"
 KIND_GAP = "gap"
+#: A user was deactivated or reactivated (Synapse deletes a deactivated user's account data without calling
+#: the account-data callback; ``content`` says which, and by whom).
+KIND_DEACTIVATION = "deactivation"
 
 _CREATE_SQLITE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -36,7 +41,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     kind TEXT NOT NULL DEFAULT '{KIND_CHANGE}',
     stream_id BIGINT,
     details TEXT,
-    keyed_digest TEXT
+    keyed_digest TEXT,
+    prev_hash TEXT,
+    hash TEXT
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
@@ -48,6 +55,8 @@ _ADDED_COLUMNS = {
     "stream_id": "BIGINT",
     "details": "TEXT",
     "keyed_digest": "TEXT",
+    "prev_hash": "TEXT",
+    "hash": "TEXT",
 }
 
 
@@ -66,8 +75,17 @@ class NewChange:
     stream_id: int | None = None
     #: For a gap notice: its JSON (the keys concerned and how many values were lost).
     details: str | None = None
-    #: HMAC-SHA256 of ``content`` under the host module's digest key (see ``digest``), set when written.
+    #: HMAC-SHA256 of ``content`` (of ``details`` for a gap notice) under the host module's digest key (see
+    #: ``digest``), set when written.
     keyed_digest: str | None = None
+    #: The hash chain (see ``chain``), set when written.
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    @property
+    def digest_input(self) -> str:
+        """The text the keyed digest covers."""
+        return self.details or "{}" if self.kind == KIND_GAP else self.content
 
 
 @dataclass(frozen=True)
@@ -78,27 +96,30 @@ class OutboxRow(NewChange):
 
     def to_wire(self) -> dict[str, Any]:
         """The row as the delivery protocol carries it (``content`` stays JSON text)."""
+        wire: dict[str, Any] = {"id": self.change_id, "seq": self.seq, "ts": self.created_ts}
         if self.kind == KIND_GAP:
-            return {
-                "id": self.change_id,
-                "seq": self.seq,
-                "ts": self.created_ts,
-                "kind": KIND_GAP,
-                "gap": json.loads(self.details or "{}"),
-            }
-        wire: dict[str, Any] = {
-            "id": self.change_id,
-            "seq": self.seq,
-            "ts": self.created_ts,
-            "user_id": self.user_id,
-            "room_id": self.room_id,
-            "type": self.account_data_type,
-            "content": self.content,
-        }
-        if self.kind == KIND_RECOVERED:
-            wire["recovered"] = True
+            wire.update(kind=KIND_GAP, gap=json.loads(self.details or "{}"))
+        elif self.kind == KIND_DEACTIVATION:
+            facts = json.loads(self.content)
+            wire.update(
+                kind=KIND_DEACTIVATION,
+                user_id=self.user_id,
+                deactivated=bool(facts.get("deactivated")),
+                by_admin=bool(facts.get("by_admin")),
+            )
+        else:
+            wire.update(
+                user_id=self.user_id,
+                room_id=self.room_id,
+                type=self.account_data_type,
+                content=self.content,
+            )
+            if self.kind == KIND_RECOVERED:
+                wire["recovered"] = True
         if self.keyed_digest is not None:
             wire["keyed_digest"] = self.keyed_digest
+        if self.hash is not None:
+            wire["chain"] = {"prev": self.prev_hash, "hash": self.hash}
         return wire
 
 
@@ -139,9 +160,11 @@ _COLUMNS = ", ".join(
         "stream_id",
         "details",
         "keyed_digest",
+        "prev_hash",
+        "hash",
     )
 )
-#: Rows per multi-row INSERT on PostgreSQL (11 parameters each: under any parameter limit).
+#: Rows per multi-row INSERT (13 parameters each: under any engine's parameter limit).
 _ROWS_PER_STATEMENT = 50
 
 
@@ -157,6 +180,8 @@ def _values(change: NewChange) -> tuple[object, ...]:
         change.stream_id,
         change.details,
         change.keyed_digest,
+        change.prev_hash,
+        change.hash,
     )
 
 
@@ -170,32 +195,63 @@ def _one(txn: LoggingTransaction) -> Any:
     return row[0]
 
 
-def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> None:
-    """Inserts ``changes`` in list order (their sequence numbers increase in that order)."""
+def _allocate_seqs_txn(txn: LoggingTransaction, count: int) -> int:
+    """The first of ``count`` new sequence numbers, in a block (inserters hold the outbox lock on PostgreSQL,
+    and SQLite has one writer, so no one else draws numbers meanwhile)."""
+    if is_postgres(txn):
+        txn.execute(f"SELECT pg_get_serial_sequence('{TABLE}', 'seq')")
+        sequence = _one(txn)
+        txn.execute("SELECT nextval(?)", (sequence,))
+        first = int(_one(txn))
+        if count > 1:
+            txn.execute("SELECT setval(?, ?)", (sequence, first + count - 1))
+        return first
+    # AUTOINCREMENT keeps the highest number ever used in sqlite_sequence (rows are deleted once delivered);
+    # inserting explicit numbers above it moves it on, so numbers are never reused.
+    txn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (TABLE,))
+    row = txn.fetchone()
+    used = int(row[0]) if row is not None else 0
+    txn.execute(f"SELECT MAX(seq) FROM {TABLE}")
+    return max(used, int(_one(txn) or 0)) + 1
+
+
+def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> list[OutboxRow]:
+    """Inserts ``changes`` in list order (their sequence numbers increase in that order) and extends the hash
+    chain over them. ``changes`` must carry their keyed digests. Returns the rows as written."""
     if not changes:
-        return
-    if not is_postgres(txn):
-        # SQLite runs in Synapse's process with a single writer: a statement per row costs microseconds.
-        for change in changes:
-            txn.execute(f"INSERT INTO {TABLE} ({_COLUMNS}) VALUES ({_placeholders(10)})", _values(change))
-        return
-    # Concurrent inserts would otherwise commit out of sequence order, and the delivery loop could see seq N+1
-    # before N is committed. This lock (held until commit, and taken only by inserters) makes commit order
-    # equal sequence order, so what is visible is always a gap-free prefix.
-    txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
-    # Under the lock no one else draws from the sequence: take a block of numbers and assign them in list
-    # order explicitly, so a few multi-row statements do the work of one round trip per row.
-    txn.execute(f"SELECT pg_get_serial_sequence('{TABLE}', 'seq')")
-    sequence = _one(txn)
-    txn.execute("SELECT nextval(?)", (sequence,))
-    first = int(_one(txn))
-    if len(changes) > 1:
-        txn.execute("SELECT setval(?, ?)", (sequence, first + len(changes) - 1))
-    for start in range(0, len(changes), _ROWS_PER_STATEMENT):
-        chunk = changes[start : start + _ROWS_PER_STATEMENT]
-        placeholders = ", ".join(f"({_placeholders(11)})" for _ in chunk)
-        args = [value for i, c in enumerate(chunk) for value in (first + start + i, *_values(c))]
+        return []
+    if is_postgres(txn):
+        # Concurrent inserts would otherwise commit out of sequence order (the delivery loop could see seq N+1
+        # before N is committed) and fork the chain. This lock (held until commit, taken only by inserters)
+        # makes commit order equal sequence order: what is visible is always a gap-free prefix.
+        txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+    first = _allocate_seqs_txn(txn, len(changes))
+    prev = get_meta_txn(txn, chain.HEAD_NAME) or chain.GENESIS
+    rows: list[OutboxRow] = []
+    for i, change in enumerate(changes):
+        seq = first + i
+        digest = chain.record_hash(
+            chain.Link(
+                seq=seq,
+                change_id=change.change_id,
+                ts=change.created_ts,
+                kind=change.kind,
+                user_id=change.user_id,
+                room_id=change.room_id,
+                account_data_type=change.account_data_type,
+                keyed_digest=change.keyed_digest,
+                prev_hash=prev,
+            )
+        )
+        rows.append(OutboxRow(**{**change.__dict__, "prev_hash": prev, "hash": digest}, seq=seq))
+        prev = digest
+    set_meta_txn(txn, chain.HEAD_NAME, prev)
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        placeholders = ", ".join(f"({_placeholders(13)})" for _ in chunk)
+        args = [value for row in chunk for value in (row.seq, *_values(row))]
         txn.execute(f"INSERT INTO {TABLE} (seq, {_COLUMNS}) VALUES {placeholders}", args)
+    return rows
 
 
 def fetch_batch_txn(
@@ -221,6 +277,8 @@ def fetch_batch_txn(
         stream_id,
         details,
         digest,
+        prev_hash,
+        row_hash,
     ) in txn:
         total += len(content) + len(details or "")
         if rows and total > max_bytes:
@@ -237,6 +295,8 @@ def fetch_batch_txn(
                 stream_id=int(stream_id) if stream_id is not None else None,
                 details=details,
                 keyed_digest=digest,
+                prev_hash=prev_hash,
+                hash=row_hash,
                 seq=int(seq),
             )
         )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
-from . import claims, digest, outbox
+from . import claims, digest, meta, outbox
 from .dbutil import is_postgres
 from .recovery import RecoveryResult, recover_txn
 
@@ -26,16 +28,11 @@ def create_tables_txn(txn: LoggingTransaction) -> None:
         txn.execute("SELECT pg_advisory_xact_lock(?)", (_CREATE_LOCK_KEY,))
     outbox.create_outbox_txn(txn)
     claims.create_tables_txn(txn)
-    digest.create_tables_txn(txn)
+    meta.create_tables_txn(txn)
 
 
 def with_digests(key: bytes, changes: list[outbox.NewChange]) -> list[outbox.NewChange]:
-    return [
-        replace(change, keyed_digest=digest.keyed_digest(key, change.content))
-        if change.kind != outbox.KIND_GAP
-        else change
-        for change in changes
-    ]
+    return [replace(change, keyed_digest=digest.keyed_digest(key, change.digest_input)) for change in changes]
 
 
 def record_txn(
@@ -54,6 +51,26 @@ def record_txn(
     )
     if prune:
         claims.prune_claims_txn(txn, CLAIMS_KEPT, advance_recovered_through=advance)
+
+
+#: Where the appservice's posted head and the last acknowledged row are kept (see PostedLinks in the
+#: appservice): JSON {"seq", "hash"}.
+POSTED_HEAD_NAME = "posted_head"
+ACKED_HEAD_NAME = "acked_head"
+
+
+def delete_delivered_txn(
+    txn: LoggingTransaction, first_seq: int, last_seq: int, posted_head: Any, acked_head: Any
+) -> None:
+    outbox.delete_range_txn(txn, first_seq, last_seq)
+    for name, value in ((POSTED_HEAD_NAME, posted_head), (ACKED_HEAD_NAME, acked_head)):
+        meta.set_meta_txn(txn, name, json.dumps(value, separators=(",", ":")))
+
+
+def heads_txn(txn: LoggingTransaction) -> tuple[Any, Any]:
+    values = [meta.get_meta_txn(txn, name) for name in (POSTED_HEAD_NAME, ACKED_HEAD_NAME)]
+    posted, acked = (json.loads(value) if value else None for value in values)
+    return posted, acked
 
 
 class AuditStore:
@@ -96,10 +113,17 @@ class AuditStore:
             "account_data_audit_fetch", outbox.fetch_batch_txn, limit, max_bytes, after_seq
         )
 
-    async def delete_range(self, first_seq: int, last_seq: int) -> None:
+    async def delete_range(
+        self, first_seq: int, last_seq: int, posted_head: Any = None, acked_head: Any = None
+    ) -> None:
         await self._api.run_db_interaction(
-            "account_data_audit_delete", outbox.delete_range_txn, first_seq, last_seq
+            "account_data_audit_delete", delete_delivered_txn, first_seq, last_seq, posted_head, acked_head
         )
+
+    async def heads(self) -> tuple[Any, Any]:
+        """The appservice's posted head and the last acknowledged row ({"seq", "hash"} mappings, or None)."""
+        await self.ensure_tables()
+        return await self._api.run_db_interaction("account_data_audit_heads", heads_txn)
 
     async def stats(self) -> tuple[int, int | None]:
         return await self._api.run_db_interaction("account_data_audit_stats", outbox.stats_txn)

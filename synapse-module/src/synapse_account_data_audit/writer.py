@@ -31,7 +31,7 @@ from synapse.module_api import ModuleApi, make_deferred_yieldable
 from twisted.internet import defer
 
 from .delivery import backoff_delay
-from .outbox import NewChange
+from .outbox import KIND_CHANGE, NewChange
 from .recovery import RecoveryResult
 from .store import AuditStore
 
@@ -107,7 +107,9 @@ class OutboxWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def record(self, user_id: str, room_id: str | None, account_data_type: str, content: str) -> None:
+    async def record(
+        self, user_id: str, room_id: str | None, account_data_type: str, content: str, kind: str = KIND_CHANGE
+    ) -> None:
         """Queues one change; returns at once unless ``max_pending`` changes are already waiting."""
         self._pending.append(
             NewChange(
@@ -117,6 +119,7 @@ class OutboxWriter:
                 account_data_type=account_data_type,
                 content=content,
                 created_ts=self._api.get_current_time_msec(),
+                kind=kind,
             )
         )
         PENDING.set(len(self._pending))

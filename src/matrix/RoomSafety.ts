@@ -1,0 +1,105 @@
+/**
+ * Is the audit room a safe place for an audit trail? Checked at startup and by /health (README, "Setting up
+ * the audit room"): anyone can join it; anyone can read it; members from other servers read it; it is
+ * encrypted (the appservice has no end-to-end encryption); users besides the sender may redact its events.
+ */
+import { Logger } from "matrix-appservice-bridge";
+import { serverNameOf } from "./Identifiers.js";
+
+const log = new Logger("RoomSafety");
+
+export type RoomProblemCode = "joinable" | "world_readable" | "federated" | "encrypted" | "redactors";
+
+export const ROOM_PROBLEM_CODES: readonly RoomProblemCode[] = [
+    "joinable",
+    "world_readable",
+    "federated",
+    "encrypted",
+    "redactors",
+];
+
+export interface RoomProblem {
+    code: RoomProblemCode;
+    detail: string;
+}
+
+interface StateEvent {
+    type: string;
+    state_key: string;
+    content: Record<string, unknown>;
+}
+
+/** The one method of the bot SDK's MatrixClient used here. */
+export interface RoomStateReader {
+    getRoomState(roomId: string): Promise<unknown[]>;
+}
+
+function powerLevels(state: StateEvent[]): { users: Record<string, number>; redact: number; usersDefault: number } {
+    const content = state.find((e) => e.type === "m.room.power_levels")?.content ?? {};
+    const users = (typeof content.users === "object" && content.users !== null ? content.users : {}) as Record<
+        string,
+        number
+    >;
+    const redact = typeof content.redact === "number" ? content.redact : 50;
+    const usersDefault = typeof content.users_default === "number" ? content.users_default : 0;
+    return { users, redact, usersDefault };
+}
+
+/**
+ * Since room version 12 the room's creators (the create event's sender and `additional_creators`) have power
+ * above any level and are not listed in the power levels.
+ */
+function creatorsWithoutLimit(state: StateEvent[]): [string, number][] {
+    const create = state.find((e) => e.type === "m.room.create" && e.state_key === "") as
+        (StateEvent & { sender?: string }) | undefined;
+    const version = Number(create?.content.room_version ?? "1");
+    if (!create || !(version >= 12)) return [];
+    const extra = Array.isArray(create.content.additional_creators) ? create.content.additional_creators : [];
+    return [create.sender, ...extra]
+        .filter((user): user is string => typeof user === "string")
+        .map((user) => [`${user} (room creator)`, Infinity]);
+}
+
+/** The problems of a room, from its current state. */
+export function roomProblems(state: StateEvent[], sender: string): RoomProblem[] {
+    const problems: RoomProblem[] = [];
+    const content = (type: string) => state.find((e) => e.type === type && e.state_key === "")?.content;
+    const joinRule = content("m.room.join_rules")?.join_rule;
+    if (joinRule === "public") problems.push({ code: "joinable", detail: "anyone can join (join rule public)" });
+    if (content("m.room.history_visibility")?.history_visibility === "world_readable") {
+        problems.push({ code: "world_readable", detail: "anyone can read it (history visibility world_readable)" });
+    }
+    const server = serverNameOf(sender);
+    const remote = state
+        .filter((e) => e.type === "m.room.member" && e.content.membership === "join")
+        .map((e) => e.state_key)
+        .filter((user) => serverNameOf(user) !== server);
+    if (remote.length > 0) {
+        problems.push({ code: "federated", detail: `members from other servers read it: ${remote.join(", ")}` });
+    }
+    if (content("m.room.encryption")) {
+        problems.push({ code: "encrypted", detail: "it is encrypted, and the appservice posts without encryption" });
+    }
+    const levels = powerLevels(state);
+    const redactors = [...creatorsWithoutLimit(state), ...Object.entries(levels.users)]
+        .filter(([user, level]) => user !== sender && level >= levels.redact)
+        .map(([user, level]) => (level === Infinity ? user : `${user} (${level})`));
+    if (levels.usersDefault >= levels.redact) redactors.push(`every member (users_default ${levels.usersDefault})`);
+    if (redactors.length > 0) {
+        problems.push({
+            code: "redactors",
+            detail: `users besides the sender may redact audit events (redact level ${levels.redact}): ${redactors.join(", ")}`,
+        });
+    }
+    return problems;
+}
+
+export async function checkAuditRoom(client: RoomStateReader, roomId: string, sender: string): Promise<RoomProblem[]> {
+    return roomProblems((await client.getRoomState(roomId)) as StateEvent[], sender);
+}
+
+export function logRoomProblems(roomId: string, problems: RoomProblem[]): void {
+    for (const problem of problems) {
+        log.warn(`The audit room ${roomId} is not safe for an audit trail: ${problem.detail}. See README.`);
+    }
+}

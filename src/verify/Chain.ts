@@ -1,0 +1,49 @@
+/**
+ * The host module's hash chain, recomputed from what the audit room publishes (README, "The hash chain"):
+ *   hash = SHA-256( JSON ["v1", seq, change_id, ts, kind, user_id, room_id, type, content_digest, prev_hash] )
+ * compact, every character outside printable ASCII escaped as \uXXXX (Python's json.dumps with
+ * separators=(",", ":")).
+ */
+import { createHash } from "node:crypto";
+import { pythonDumpsString } from "../json/PythonJson.js";
+
+export const GENESIS = "0".repeat(64);
+
+export interface LinkFields {
+    seq: number;
+    changeId: string;
+    ts: number;
+    /** As the host module stores it: change, recovered, gap or deactivation. */
+    kind: string;
+    userId: string;
+    roomId: string | null;
+    type: string;
+    keyedDigest: string | null;
+    prevHash: string;
+}
+
+function encode(value: string | number | null): string {
+    if (value === null) return "null";
+    return typeof value === "number" ? String(value) : pythonDumpsString(value);
+}
+
+export function canonical(link: LinkFields): string {
+    const digest = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
+    const fields = [
+        "v1",
+        link.seq,
+        link.changeId,
+        link.ts,
+        link.kind,
+        link.userId,
+        link.roomId,
+        link.type,
+        digest,
+        link.prevHash,
+    ];
+    return `[${fields.map(encode).join(",")}]`;
+}
+
+export function recordHash(link: LinkFields): string {
+    return createHash("sha256").update(canonical(link), "ascii").digest("hex");
+}

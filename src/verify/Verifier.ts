@@ -1,0 +1,281 @@
+/**
+ * Checks an audit room's trail from its events (README, "Verifying the trail"): recomputes every record's hash,
+ * checks each full record's content against its digest and its body against its record, follows the chain
+ * from record to record, and reports what breaks it: missing records, broken links, redacted or edited audit
+ * events, look-alike messages from anyone but the sender. Duplicates (one change posted twice) are reported
+ * as information only. Pure: RoomReader fetches the events.
+ */
+import { createHash } from "node:crypto";
+import { pythonDumpsJsonText } from "../json/PythonJson.js";
+import type { RoomEvent } from "../devenv/MatrixHttp.js";
+import { auditMessageBody, withheldText } from "../modules/audit/Messages.js";
+import { RECORD_KEY } from "../modules/audit/Record.js";
+import { recordHash } from "./Chain.js";
+
+export type ProblemKind =
+    | "missing"
+    | "broken_link"
+    | "hash_mismatch"
+    | "content_mismatch"
+    | "body_mismatch"
+    | "conflicting_records"
+    | "redacted"
+    | "edited"
+    | "look_alike"
+    | "malformed";
+
+export interface Problem {
+    kind: ProblemKind;
+    seq: number | null;
+    eventId: string;
+    detail: string;
+}
+
+export interface Report {
+    intact: boolean;
+    records: number;
+    firstSeq: number | null;
+    lastSeq: number | null;
+    firstTs: number | null;
+    lastTs: number | null;
+    /** Seqs between posted records that the next one declares left out by the audit policy. */
+    omittedByPolicy: number;
+    /** Audit events from before the hash chain (older versions), not checked. */
+    unchained: number;
+    duplicates: { seq: number; eventIds: string[] }[];
+    problems: Problem[];
+}
+
+interface ChainedRecord {
+    event: RoomEvent;
+    seq: number;
+    hash: string;
+    prevHash: string;
+    prevPosted: { seq: number; hash: string } | null;
+    fields: Record<string, unknown>;
+}
+
+const AUDIT_SENTENCE = / has changed their account data for type .* to: /;
+
+function isRedacted(event: RoomEvent): boolean {
+    const unsigned = (event as { unsigned?: { redacted_because?: unknown } }).unsigned;
+    return unsigned?.redacted_because !== undefined || event.content.body === undefined;
+}
+
+function replaces(event: RoomEvent): string | null {
+    const relation = event.content["m.relates_to"] as { rel_type?: unknown; event_id?: unknown } | undefined;
+    return relation?.rel_type === "m.replace" && typeof relation.event_id === "string" ? relation.event_id : null;
+}
+
+const str = (value: unknown): string | null => (typeof value === "string" ? value : null);
+
+/** The record's kind as the host module chained it. */
+function chainKind(fields: Record<string, unknown>): string {
+    return fields.kind === "change" && fields.recovered === true ? "recovered" : String(fields.kind);
+}
+
+function linkHash(seq: number, fields: Record<string, unknown>, prevHash: string): string {
+    const change = fields.kind === "change";
+    return recordHash({
+        seq,
+        changeId: String(fields.change_id),
+        ts: Number(fields.ts),
+        kind: chainKind(fields),
+        userId: change || fields.kind === "deactivation" ? String(fields.user_id) : "",
+        roomId: change ? str(fields.room_id) : null,
+        type: change ? String(fields.type) : "",
+        keyedDigest: str(fields.keyed_digest),
+        prevHash,
+    });
+}
+
+/** Problems a record has on its own: hash, content digest, body. */
+function checkRecord(record: ChainedRecord): Problem[] {
+    const { fields, event, seq } = record;
+    const problems: Problem[] = [];
+    const problem = (kind: ProblemKind, detail: string) =>
+        problems.push({ kind, seq, eventId: event.event_id, detail });
+    if (linkHash(seq, fields, record.prevHash) !== record.hash) {
+        problem("hash_mismatch", "the record's fields do not give its hash");
+    }
+    if (fields.kind !== "change") return problems;
+    const user = String(fields.user_id);
+    const room = str(fields.room_id);
+    const type = String(fields.type);
+    const content = str(fields.content);
+    if (fields.level === "full" && content !== null) {
+        const digest = `sha256:${createHash("sha256").update(content, "utf8").digest("hex")}`;
+        if (digest !== fields.content_digest) problem("content_mismatch", "the content does not match its digest");
+        else if (event.content.body !== auditMessageBody(user, room, type, pythonDumpsJsonText(content))) {
+            problem("body_mismatch", "the message body does not say what the record holds");
+        }
+    } else if (fields.level === "metadata") {
+        const expected = auditMessageBody(
+            user,
+            room,
+            type,
+            withheldText(Number(fields.content_size), str(fields.keyed_digest)),
+        );
+        if (event.content.body !== expected)
+            problem("body_mismatch", "the message body does not say what the record holds");
+    }
+    return problems;
+}
+
+function parseChained(event: RoomEvent, fields: Record<string, unknown>): ChainedRecord | null {
+    const { seq, hash, prev_hash: prevHash, prev_posted: prevPosted } = fields;
+    if (typeof seq !== "number" || typeof hash !== "string" || typeof prevHash !== "string") return null;
+    const posted =
+        typeof prevPosted === "object" && prevPosted !== null ? (prevPosted as { seq: number; hash: string }) : null;
+    return { event, seq, hash, prevHash, prevPosted: posted, fields };
+}
+
+/**
+ * A redacted audit event has lost its record, so its seq shows only as one missing from the chain. When the
+ * redactions and the missing seqs are as many, they are paired in order: one problem names both.
+ */
+function attributeRedactions(problems: Problem[]): void {
+    const redacted = problems.filter((p) => p.kind === "redacted");
+    const missing = problems.filter((p) => p.kind === "missing").sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+    if (redacted.length === 0 || redacted.length !== missing.length) return;
+    for (const [i, problem] of redacted.entries()) {
+        const gap = missing[i] as Problem;
+        problem.seq = gap.seq;
+        problem.detail = `the audit event of seq ${gap.seq} was redacted`;
+        problems.splice(problems.indexOf(gap), 1);
+    }
+}
+
+export function verifyEvents(events: readonly RoomEvent[], sender: string, fromSeq = 0): Report {
+    const problems: Problem[] = [];
+    const bySeq = new Map<number, ChainedRecord[]>();
+    const auditEventIds = new Set<string>();
+    let unchained = 0;
+    for (const event of events) {
+        if (event.type !== "m.room.message") continue;
+        if (event.sender === sender) auditEventIds.add(event.event_id);
+    }
+    for (const event of events) {
+        if (event.type === "m.room.redaction") continue; // the redacted event shows it (redacted_because)
+        const target = replaces(event);
+        if (target !== null && auditEventIds.has(target)) {
+            problems.push({
+                kind: "edited",
+                seq: null,
+                eventId: event.event_id,
+                detail: `${event.sender} edited audit event ${target}`,
+            });
+            continue;
+        }
+        if (event.sender !== sender) {
+            if (AUDIT_SENTENCE.test(String(event.content.body)) || RECORD_KEY in event.content) {
+                problems.push({
+                    kind: "look_alike",
+                    seq: null,
+                    eventId: event.event_id,
+                    detail: `an audit-like message from ${event.sender}`,
+                });
+            }
+            continue;
+        }
+        if (isRedacted(event)) {
+            problems.push({
+                kind: "redacted",
+                seq: null,
+                eventId: event.event_id,
+                detail: "an audit event was redacted",
+            });
+            continue;
+        }
+        const fields = event.content[RECORD_KEY];
+        const record =
+            typeof fields === "object" && fields !== null
+                ? parseChained(event, fields as Record<string, unknown>)
+                : null;
+        if (record === null) {
+            unchained++;
+            continue;
+        }
+        if (record.seq < fromSeq) continue;
+        bySeq.set(record.seq, [...(bySeq.get(record.seq) ?? []), record]);
+    }
+
+    const duplicates: Report["duplicates"] = [];
+    const records: ChainedRecord[] = [];
+    for (const [seq, copies] of [...bySeq].sort((a, b) => a[0] - b[0])) {
+        const first = copies[0] as ChainedRecord;
+        if (copies.length > 1) {
+            if (copies.some((c) => c.hash !== first.hash)) {
+                problems.push({
+                    kind: "conflicting_records",
+                    seq,
+                    eventId: copies[1]?.event.event_id ?? "",
+                    detail: "two different records with one seq",
+                });
+            } else {
+                duplicates.push({ seq, eventIds: copies.map((c) => c.event.event_id) });
+            }
+        }
+        records.push(first);
+    }
+
+    let omittedByPolicy = 0;
+    for (const [i, record] of records.entries()) {
+        problems.push(...checkRecord(record));
+        const before = records[i - 1];
+        if (!before) continue;
+        const declared = record.prevPosted;
+        if (record.seq === before.seq + 1 && record.prevHash !== before.hash) {
+            problems.push({
+                kind: "broken_link",
+                seq: record.seq,
+                eventId: record.event.event_id,
+                detail: `prev_hash is not the hash of seq ${before.seq}`,
+            });
+        }
+        if (declared === null) {
+            // No claim about what came before (the appservice did not see it all): seqs in between are missing.
+            if (record.seq > before.seq + 1) {
+                problems.push({
+                    kind: "missing",
+                    seq: before.seq + 1,
+                    eventId: record.event.event_id,
+                    detail: `seqs ${before.seq + 1}-${record.seq - 1} are not in the room, and no record says why`,
+                });
+            }
+        } else if (declared.seq === before.seq && declared.hash === before.hash) {
+            omittedByPolicy += record.seq - before.seq - 1;
+        } else if (declared.seq > before.seq) {
+            problems.push({
+                kind: "missing",
+                seq: declared.seq,
+                eventId: record.event.event_id,
+                detail: `seq ${declared.seq} (and any posted record after seq ${before.seq}) is not in the room`,
+            });
+        } else {
+            problems.push({
+                kind: "broken_link",
+                seq: record.seq,
+                eventId: record.event.event_id,
+                detail: `says the record before it is seq ${declared.seq}, but the room shows seq ${before.seq}`,
+            });
+        }
+    }
+
+    attributeRedactions(problems);
+    const first = records[0];
+    const last = records.at(-1);
+    problems.sort((a, b) => (a.seq ?? Number.MAX_SAFE_INTEGER) - (b.seq ?? Number.MAX_SAFE_INTEGER));
+    return {
+        intact: problems.length === 0,
+        records: records.length,
+        firstSeq: first?.seq ?? null,
+        lastSeq: last?.seq ?? null,
+        firstTs: first ? Number(first.fields.ts) : null,
+        lastTs: last ? Number(last.fields.ts) : null,
+        omittedByPolicy,
+        unchained,
+        duplicates,
+        problems,
+    };
+}
