@@ -6,6 +6,7 @@
  *   matrix-account-data-audit -c config.yaml [-f registration.yaml] [-p port]
  *   matrix-account-data-audit validate-config config.yaml   (every problem, then unknown keys; exit 1 on errors)
  *   matrix-account-data-audit verify -c config.yaml -f registration.yaml [--from SEQ] [--json]
+ *   matrix-account-data-audit create-room -c config.yaml -f registration.yaml [--invite USER]... [--alias ALIAS]
  */
 import "./quietDependencies.js";
 import { AppServiceRegistration, Cli, Logger } from "matrix-appservice-bridge";
@@ -14,6 +15,7 @@ import { parseConfig } from "./config/Config.js";
 import { loadConfigFile } from "./config/loadConfig.js";
 import { ConfigError, InvalidConfigError, StartupError } from "./Errors.js";
 import { completeRegistration } from "./Registration.js";
+import { runCreateRoom } from "./verify/CreateRoomCommand.js";
 import { runVerify } from "./verify/VerifyCommand.js";
 
 const log = new Logger("main");
@@ -72,8 +74,9 @@ function main(argv: string[]): void {
         validateConfig(argv[1]).catch(fail);
         return;
     }
-    if (argv[0] === "verify") {
-        runVerify(argv.slice(1)).then(
+    const command = argv[0] === "verify" ? runVerify : argv[0] === "create-room" ? runCreateRoom : null;
+    if (command) {
+        command(argv.slice(1)).then(
             (code) => process.exit(code),
             () => process.exit(2),
         );

@@ -57,7 +57,7 @@ function creatorsWithoutLimit(state: StateEvent[]): [string, number][] {
     const extra = Array.isArray(create.content.additional_creators) ? create.content.additional_creators : [];
     return [create.sender, ...extra]
         .filter((user): user is string => typeof user === "string")
-        .map((user) => [`${user} (room creator)`, Infinity]);
+        .map((user) => [user, Infinity]);
 }
 
 /** The problems of a room, from its current state. */
@@ -83,7 +83,7 @@ export function roomProblems(state: StateEvent[], sender: string): RoomProblem[]
     const levels = powerLevels(state);
     const redactors = [...creatorsWithoutLimit(state), ...Object.entries(levels.users)]
         .filter(([user, level]) => user !== sender && level >= levels.redact)
-        .map(([user, level]) => (level === Infinity ? user : `${user} (${level})`));
+        .map(([user, level]) => `${user} (${level === Infinity ? "room creator" : level})`);
     if (levels.usersDefault >= levels.redact) redactors.push(`every member (users_default ${levels.usersDefault})`);
     if (redactors.length > 0) {
         problems.push({

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { expect } from "vitest";
-import type { MatrixHttp, RoomEvent } from "../../src/devenv/MatrixHttp.js";
+import { type MatrixHttp, MatrixHttpError, type RoomEvent } from "../../src/devenv/MatrixHttp.js";
 import type { TestEnv } from "../../src/devenv/TestEnv.js";
 
 export const DATABASE = process.env.AUDIT_E2E_DATABASE === "postgres" ? "postgres" : "sqlite";
@@ -50,12 +50,19 @@ export async function resilientBurst(
                         await user.setAccountData(COUNTER_TYPE, `{"n":${n}}`);
                         break;
                     } catch (err) {
-                        if (Date.now() > deadline) throw err;
                         retried++;
-                        // The client's own retry delay while the homeserver restarts.
-                        await new Promise((resolve) => setTimeout(resolve, 100));
-                        const stored = await user.getAccountData<{ n?: number }>(COUNTER_TYPE).catch(() => null);
-                        if (stored?.n === n) break;
+                        // Once the homeserver answers again, read the value back: the PUT may have been stored
+                        // before the failure, and a second PUT would be a second change.
+                        let stored: { n?: number } | undefined;
+                        while (stored === undefined) {
+                            if (Date.now() > deadline) throw err;
+                            // The client's own retry delay while the homeserver restarts.
+                            await new Promise((resolve) => setTimeout(resolve, 100));
+                            stored = await user.getAccountData<{ n?: number }>(COUNTER_TYPE).catch(
+                                (e: unknown) => (e instanceof MatrixHttpError && e.status === 404 ? {} : undefined),
+                            );
+                        }
+                        if (stored.n === n) break;
                     }
                 }
                 onProgress?.(++done);

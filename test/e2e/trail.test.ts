@@ -3,11 +3,22 @@
  * room admin redacts an audit event, when a record never reaches the room, and when someone else posts a
  * copy of an audit event. Deactivations are records of their own; /health reports the room's safety.
  */
+import { execFile } from "node:child_process";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { MatrixHttp } from "../../src/devenv/MatrixHttp.js";
+import { MAIN_JS } from "../../src/devenv/AppserviceProcess.js";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
 import { RECORD_KEY } from "../../src/modules/audit/Record.js";
 import { DATABASE, newUsers, outboxDepth } from "./helpers.js";
+
+/** Runs the appservice's command line to its end. */
+function runMain(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+        execFile(process.execPath, [MAIN_JS, ...args], (err, stdout, stderr) => {
+            resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+        });
+    });
+}
 
 describe(`the tamper-evident trail (${DATABASE})`, () => {
     let env: TestEnv;
@@ -111,6 +122,44 @@ describe(`the tamper-evident trail (${DATABASE})`, () => {
             by_admin: true,
         });
         expect((await env.verify()).code).toBe(0);
+    });
+
+    it("create-room makes an audit room that passes the safety checks", async () => {
+        const run = await runMain([
+            "create-room",
+            "-c",
+            env.configPath,
+            "-f",
+            env.registrationPath,
+            "--invite",
+            env.auditor.http.userId,
+        ]);
+        expect(run.code).toBe(0);
+        const roomId = run.stdout.trim();
+        await env.auditor.http.join(roomId);
+        await env.appservice.stop();
+        await env.writeAppserviceConfig({ ...env.appserviceConfig, audit_room: roomId });
+        await env.appservice.start();
+        const health = (await (await fetch(`http://127.0.0.1:${env.appservice.port}/health`)).json()) as {
+            audit_room: { problems: unknown[] };
+        };
+        expect(health.audit_room.problems).toEqual([]);
+        // A room member below the redaction level cannot remove audit events.
+        const [alice] = users as [MatrixHttp];
+        await alice.setAccountData("org.example.in_new_room", "{}");
+        const find = async () =>
+            (await env.auditor.http.messages(roomId)).chunk.find((e) =>
+                String(e.content.body).includes("org.example.in_new_room"),
+            );
+        await expect.poll(find, { timeout: 30_000 }).toBeDefined();
+        const event = await find();
+        await expect(
+            env.auditor.http.request(
+                "PUT",
+                `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/redact/${encodeURIComponent(String(event?.event_id))}/x`,
+                {},
+            ),
+        ).rejects.toThrow(/403 M_FORBIDDEN/);
     });
 
     it("/health reports the audit room's safety problems", async () => {

@@ -22,7 +22,16 @@ const wireGap = {
 };
 
 function gap(keys: AuditGap["keys"], lost = 1): AuditGap {
-    return { id: "g", seq: 1, ts: 0, lost, keys, streamPositions: { after: 1, through: 9 }, keyedDigest: null, chain: null };
+    return {
+        id: "g",
+        seq: 1,
+        ts: 0,
+        lost,
+        keys,
+        streamPositions: { after: 1, through: 9 },
+        keyedDigest: null,
+        chain: null,
+    };
 }
 
 describe("the delivery protocol's recovery fields", () => {

@@ -86,7 +86,10 @@ describe("the change endpoint", () => {
     });
 
     it("acknowledges an empty batch", async () => {
-        expect(await post('{"changes": []}')).toEqual({ status: 200, json: { acknowledged_through: null, posted_head: null } });
+        expect(await post('{"changes": []}')).toEqual({
+            status: 200,
+            json: { acknowledged_through: null, posted_head: null },
+        });
     });
 
     it.each([
