@@ -58,9 +58,11 @@ export async function resilientBurst(
                             if (Date.now() > deadline) throw err;
                             // The client's own retry delay while the homeserver restarts.
                             await new Promise((resolve) => setTimeout(resolve, 100));
-                            stored = await user.getAccountData<{ n?: number }>(COUNTER_TYPE).catch(
-                                (e: unknown) => (e instanceof MatrixHttpError && e.status === 404 ? {} : undefined),
-                            );
+                            stored = await user
+                                .getAccountData<{ n?: number }>(COUNTER_TYPE)
+                                .catch((e: unknown) =>
+                                    e instanceof MatrixHttpError && e.status === 404 ? {} : undefined,
+                                );
                         }
                         if (stored.n === n) break;
                     }
