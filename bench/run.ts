@@ -10,12 +10,23 @@ import { join } from "node:path";
 import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.js";
 import { MatrixHttp, type RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
+import { cpuSeconds, fillOutbox, forwardExtremities, measureThroughput, peakRssKb, round2 } from "./burst.ts";
+import { measureScaleOut, measureVerify } from "./scaleOut.ts";
 import { log, percentiles, type Percentiles, timed } from "./stats.ts";
 
 const QUICK = process.argv.includes("--quick");
 const DATABASE = process.argv.includes("--sqlite") ? "sqlite" : "postgres";
 const SIZES = QUICK
-    ? { puts: 50, sendEvents: 50, burstUsers: 5, burstPerUser: 10, freshSeconds: 2, memSmall: 10, memLarge: 200 }
+    ? {
+          puts: 50,
+          sendEvents: 50,
+          burstUsers: 5,
+          burstPerUser: 10,
+          freshSeconds: 2,
+          memSmall: 10,
+          memLarge: 200,
+          digestQueued: 300,
+      }
     : {
           puts: 2000,
           sendEvents: 1000,
@@ -24,6 +35,7 @@ const SIZES = QUICK
           freshSeconds: 30,
           memSmall: 100,
           memLarge: 100_000,
+          digestQueued: 20_000,
       };
 
 /**
@@ -129,12 +141,6 @@ interface SendLimit {
     byConcurrency: Record<string, SendLevel>;
 }
 
-function cpuSeconds(pid: number | undefined): number {
-    if (pid === undefined) return NaN;
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
-}
-
 /** The appservice's sender, as a client (the appservice token acts as its `sender_localpart` user). */
 function senderClient(env: TestEnv): MatrixHttp {
     return new MatrixHttp(env.synapse.baseUrl, env.senderUserId, env.registration.getAppServiceToken() as string);
@@ -210,84 +216,6 @@ async function measureSendLimit(): Promise<SendLimit> {
  * outbox means every audit event is in the room. Polling the outbox (one COUNT) keeps the measurement from
  * loading the homeserver the way a /sync reader would; the room is read back afterwards to check the count.
  */
-interface Throughput {
-    changes: number;
-    /** From the first PUT until the outbox is empty (every audit event is in the room). */
-    seconds: number;
-    perSecond: number;
-    /** The PUTs alone: until the last one returned (Synapse is busy with them, and delivers little). */
-    puts: { seconds: number; synapseCpuSeconds: number };
-    /** Delivery alone: changes left when the last PUT returned, over the time they took to empty. */
-    drain: { changes: number; seconds: number; perSecond: number; synapseCpuMsPerChange: number };
-    /** The audit room's forward extremities once all is posted (concurrent sends fork the event graph). */
-    forwardExtremitiesAfter: number;
-}
-
-async function forwardExtremities(env: TestEnv, roomId = env.auditRoomId): Promise<number> {
-    const rows = await env.synapse.query(`SELECT COUNT(*) FROM event_forward_extremities WHERE room_id = '${roomId}'`);
-    return Number(rows[0]?.[0]);
-}
-
-async function measureThroughput(env: TestEnv): Promise<Throughput> {
-    const users = await Promise.all(Array.from({ length: SIZES.burstUsers }, (_, i) => env.newUser(`b${i}`)));
-    const before = (await env.auditor.allMessages()).length;
-    const total = SIZES.burstUsers * SIZES.burstPerUser;
-    log(`Throughput: ${total} changes by ${SIZES.burstUsers} users`);
-    const cpuStart = cpuSeconds(env.synapse.pid);
-    const started = performance.now();
-    await Promise.all(
-        users.map(async (user) => {
-            for (let n = 0; n < SIZES.burstPerUser; n++) await user.setAccountData("org.bench.burst", `{"n":${n}}`);
-        }),
-    );
-    const putsDone = performance.now();
-    const cpuPutsDone = cpuSeconds(env.synapse.pid);
-    const leftAfterPuts = await outboxDepth(env);
-    let lastLog = performance.now();
-    let depth: number;
-    while ((depth = await outboxDepth(env)) > 0) {
-        if (performance.now() - lastLog > 30_000) {
-            lastLog = performance.now();
-            log(`  ${depth} left; the homeserver's pushes to the appservice lag ${await appserviceLag(env)} events`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    const done = performance.now();
-    const cpuDone = cpuSeconds(env.synapse.pid);
-    const posted = (await env.auditor.allMessages()).length - before;
-    if (posted !== total) throw new Error(`expected ${total} audit messages, found ${posted}`);
-    const seconds = (done - started) / 1000;
-    const drainSeconds = (done - putsDone) / 1000;
-    log(
-        `  PUTs done in ${((putsDone - started) / 1000).toFixed(1)} s, ${leftAfterPuts} left, all posted after ${seconds.toFixed(1)} s`,
-    );
-    return {
-        changes: total,
-        seconds: round2(seconds),
-        perSecond: Math.round(total / seconds),
-        puts: { seconds: round2((putsDone - started) / 1000), synapseCpuSeconds: round2(cpuPutsDone - cpuStart) },
-        drain: {
-            changes: leftAfterPuts,
-            seconds: round2(drainSeconds),
-            perSecond: Math.round(leftAfterPuts / drainSeconds),
-            synapseCpuMsPerChange: round2(((cpuDone - cpuPutsDone) * 1000) / Math.max(1, leftAfterPuts)),
-        },
-        forwardExtremitiesAfter: await forwardExtremities(env),
-    };
-}
-
-/** How many events the homeserver has yet to push to the appservice (its /transactions stream). */
-async function appserviceLag(env: TestEnv): Promise<number> {
-    const rows = await env.synapse.query(
-        "SELECT (SELECT MAX(stream_ordering) FROM events) - (SELECT stream_ordering FROM appservice_stream_position)",
-    );
-    return Number(rows[0]?.[0]);
-}
-
-function round2(x: number): number {
-    return Math.round(x * 100) / 100;
-}
-
 /** At a steady rate, time from each PUT's 200 to the message showing up in the auditor's /sync. */
 async function measureFreshness(env: TestEnv): Promise<{ audited: Percentiles; rawSend: Percentiles }> {
     const user = await env.newUser("fresh");
@@ -338,11 +266,6 @@ async function measureFreshness(env: TestEnv): Promise<{ audited: Percentiles; r
     return { audited, rawSend };
 }
 
-function peakRssKb(pid: number): number {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-}
-
 interface DrainMemory {
     queued: number;
     /** Peak RSS until the first `firstChanges` changes were delivered: the same work for every backlog size. */
@@ -369,16 +292,7 @@ async function measureDrainMemory(queued: number, firstChanges: number, maxSecon
         const user = await env.newUser("mem");
         await user.setAccountData("org.bench.mem", '{"n":-1}'); // creates the outbox table
         await waitForOutboxDepth(env, 1);
-        // Fill the outbox directly: the rows are what the callback writes, without 100,000 PUTs of setup.
-        await env.synapse.query(
-            DATABASE === "postgres"
-                ? `INSERT INTO account_data_audit_outbox (change_id, user_id, room_id, account_data_type, content, created_ts)
-                   SELECT md5(g::text), '${user.userId}', NULL, 'org.bench.mem', '{"n":' || g || ',"pad":"' || repeat('x', 64) || '"}', 0
-                   FROM generate_series(1, ${queued - 1}) g`
-                : `WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ${queued - 1})
-                   INSERT INTO account_data_audit_outbox (change_id, user_id, room_id, account_data_type, content, created_ts)
-                   SELECT lower(hex(randomblob(16))), '${user.userId}', NULL, 'org.bench.mem', '{"n":' || n || ',"pad":"' || printf('%.64c', 'x') || '"}', 0 FROM g`,
-        );
+        await fillOutbox(env, DATABASE, user.userId, queued - 1);
         const started = performance.now();
         await env.appservice.start();
         const pid = env.appservice.pid as number;
@@ -416,7 +330,9 @@ async function mainOnly(phases: string[]): Promise<void> {
     try {
         const out: Record<string, unknown> = {};
         if (phases.includes("limit")) out.limit = await measureSendLevels(env, [8, 10]);
-        if (phases.includes("throughput")) out.throughput = await measureThroughput(env);
+        if (phases.includes("throughput")) {
+            out.throughput = await measureThroughput(env, SIZES.burstUsers, SIZES.burstPerUser);
+        }
         process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     } finally {
         await env.tearDown();
@@ -434,15 +350,21 @@ async function main(): Promise<void> {
         ...(await measurePutCosts(["ours"])),
     } as Record<Setup, PutCost>;
     const env = await createTestEnv({ database: DATABASE });
-    let throughput, freshness;
+    let throughput, freshness, verify;
     try {
         // Freshness first, on a quiet homeserver: after a burst, Synapse is still busy for a while pushing
         // the audit events back to the appservice (their sender is in its namespace).
         freshness = await measureFreshness(env);
-        throughput = await measureThroughput(env);
+        throughput = await measureThroughput(env, SIZES.burstUsers, SIZES.burstPerUser);
+        verify = await measureVerify(env);
     } finally {
         await env.tearDown();
     }
+    const scaleOut = await measureScaleOut(
+        DATABASE,
+        { users: SIZES.burstUsers, perUser: SIZES.burstPerUser },
+        SIZES.digestQueued,
+    );
     log("The limit: raw sends by the appservice sender into one room, each phase on a fresh homeserver");
     const limit = await measureSendLimit();
     const memory = {
@@ -482,6 +404,19 @@ async function main(): Promise<void> {
             drainRatioToLimitAtConcurrency8: round2(
                 throughput.drain.perSecond / (limit.byConcurrency["8"]?.eventsPerSecond ?? NaN),
             ),
+        },
+        scaleOut: {
+            digest: {
+                burst: scaleOut.digest.burst,
+                drain: scaleOut.digest.drain,
+                // The targets: a queued backlog drains at >= 5x the one-event-per-change limit, and the last
+                // record lands within 5 s of the last PUT.
+                drainRatioToLimit: round2(scaleOut.digest.drain.perSecond / limit.best),
+                burstRatioToLimit: round2(scaleOut.digest.burst.perSecond / limit.best),
+                lastRecordAfterLastPutSeconds: scaleOut.digest.burst.drain.seconds,
+            },
+            workers: scaleOut.workers,
+            verify,
         },
         freshnessMs: {
             ...freshness,

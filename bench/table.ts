@@ -58,6 +58,32 @@ const rows: string[][] = [
         "… delivery alone (the backlog left when the last PUT returned)",
         `${r.throughput.drain.changes} in ${r.throughput.drain.seconds} s: ${r.throughput.drain.perSecond} records/s, ${r.throughput.drainRatioToLimit}× the limit, ${r.throughput.drainRatioToLimitAtConcurrency8}× raw sends at concurrency 8; Synapse ${r.throughput.drain.synapseCpuMsPerChange} ms CPU/change`,
     ],
+    ...(r.scaleOut
+        ? [
+              [
+                  "Digest mode: the same burst, first PUT → last audit record",
+                  `${r.scaleOut.digest.burst.seconds} s, ${r.scaleOut.digest.burst.perSecond} records/s, ${r.scaleOut.digest.burstRatioToLimit}× the limit, in ${r.scaleOut.digest.burst.events} events`,
+              ],
+              [
+                  "… last record after the last PUT",
+                  `${r.scaleOut.digest.lastRecordAfterLastPutSeconds} s (${r.scaleOut.digest.burst.drain.changes} left when the PUTs were done)`,
+              ],
+              [
+                  "… delivery alone: a queued backlog drained",
+                  `${r.scaleOut.digest.drain.queued} in ${r.scaleOut.digest.drain.seconds} s: ${r.scaleOut.digest.drain.perSecond} records/s, ${r.scaleOut.digest.drainRatioToLimit}× the limit`,
+              ],
+              [
+                  "Workers (account-data writer on a worker, digest mode): the same burst",
+                  r.scaleOut.workers
+                      ? `${r.scaleOut.workers.seconds} s, ${r.scaleOut.workers.perSecond} records/s; PUTs ${r.scaleOut.workers.puts.seconds} s; last record ${r.scaleOut.workers.drain.seconds} s after the last PUT`
+                      : "not run (SQLite)",
+              ],
+              [
+                  "verify on the room of the burst without digests",
+                  `${r.scaleOut.verify.records} records in ${r.scaleOut.verify.seconds} s (${r.scaleOut.verify.intact ? "intact" : "NOT intact"})`,
+              ],
+          ]
+        : []),
     [
         "Freshness at 10 changes/s, PUT 200 → auditor's /sync (p50 / p95 / p99 ms)",
         `${p(r.freshnessMs.audited)}; one raw send: ${p(r.freshnessMs.rawSend)}`,

@@ -119,7 +119,8 @@ export async function start(
         httpMaxSizeBytes: config.ingest.max_body_bytes,
     });
     const shutdown = { stopping: false };
-    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown);
+    const { enabled, ...digest } = config.sending.digest;
+    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown, enabled ? digest : null);
     const roomSafety = new RoomSafetyMonitor(senderIntent.matrixClient, auditRoomId, config.sender, metrics);
     await roomSafety.refresh(true);
     addHealthRoute(appService, () => roomSafety.problems());

@@ -7,6 +7,7 @@ export class Metrics {
     public readonly changesRecovered: Counter;
     public readonly records: Counter<"level">;
     public readonly gapNotices: Counter;
+    public readonly digests: Counter;
     public readonly durableTransactionIds: Gauge;
     public readonly roomProblems: Gauge<"problem">;
     public readonly changesFailed: Counter;
@@ -41,6 +42,11 @@ export class Metrics {
         this.gapNotices = new Counter({
             name: "account_data_audit_gap_notices_total",
             help: "Gap notices handled: account-data values overwritten before they could be recorded.",
+            registers,
+        });
+        this.digests = new Counter({
+            name: "account_data_audit_digests_total",
+            help: "Digests handled (digest mode: several changes in one audit event).",
             registers,
         });
         this.durableTransactionIds = new Gauge({

@@ -83,6 +83,31 @@ export const configSchema = section("matrix-account-data-audit appservice config
             max: 60_000,
         }),
         retry_max_ms: integerField({ doc: "Longest wait between two retries.", default: 10_000, min: 1, max: 600_000 }),
+        digest: section(
+            "Digest mode: while a backlog waits, one audit event carries several consecutive changes (its body\n" +
+                "their messages, one per line; its record a list), so the trail keeps pace with bursts that one\n" +
+                "event per change cannot (Synapse takes events into one room at some tens a second). The host\n" +
+                "module decides and records each grouping once, so replays post exactly the same events.",
+            {
+                enabled: booleanField({ doc: "Turn digest mode on.", default: false }),
+                min_backlog: integerField({
+                    doc: "Digests form only while more changes than this wait to be delivered.",
+                    default: 100,
+                    min: 0,
+                    max: 1_000_000,
+                }),
+                max_changes: integerField({ doc: "Changes in one digest.", default: 50, min: 2, max: 500 }),
+                max_bytes: integerField({
+                    doc:
+                        "Bytes of content in one digest: the event carries each content up to three times (body,\n" +
+                        "record, HTML), and Synapse caps events at 64 KiB; what does not fit is left out, as for a\n" +
+                        "single large change.",
+                    default: 16_000,
+                    min: 1_000,
+                    max: 60_000,
+                }),
+            },
+        ),
         batch_deadline_ms: integerField({
             doc:
                 "How long one batch may keep retrying before it is answered with 503 and left to the host\n" +

@@ -12,7 +12,7 @@ import { Logger } from "matrix-appservice-bridge";
 import { SendFailedError } from "../matrix/SendErrors.js";
 import { ChangeScheduler } from "./ChangeScheduler.js";
 import type { PostedRef } from "../modules/ModuleApi.js";
-import { type AuditRecord, isGap, type ModuleHost } from "../modules/ModuleHost.js";
+import { type AuditRecord, type AuditUnit, isGap, lastSeqOf, type ModuleHost, toUnits } from "../modules/ModuleHost.js";
 import type { PostedLinks } from "./PostedLinks.js";
 import type { Metrics } from "../Metrics.js";
 
@@ -78,7 +78,8 @@ export class ChangeProcessor {
         ackedHead: PostedRef | null = null,
     ): Promise<BatchResult> {
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
-        const changes = this.links ? this.links.plan(records, follows !== null, postedHead, ackedHead) : records;
+        const planned = this.links ? this.links.plan(records, follows !== null, postedHead, ackedHead) : records;
+        const changes = toUnits(planned);
         const outcomes = changes.map((change) => this.scheduler.submit(change));
         // Only a batch still running holds this one back: a failure already reported does not (the batch
         // after it is the retry).
@@ -88,7 +89,7 @@ export class ChangeProcessor {
             if (this.running === result) this.running = undefined;
         };
         result.then(finished, finished);
-        const last = changes.at(-1);
+        const last = records.at(-1);
         if (last) {
             this.lastStartedSeq = last.seq;
             const next = this.waitingFor.get(last.seq);
@@ -118,7 +119,7 @@ export class ChangeProcessor {
     }
 
     private async settle(
-        changes: readonly AuditRecord[],
+        changes: readonly AuditUnit[],
         outcomes: Promise<void>[],
         earlierBatch: Promise<BatchResult> | undefined,
     ): Promise<BatchResult> {
@@ -129,13 +130,13 @@ export class ChangeProcessor {
         const firstFailure = settled.findIndex((s) => s.status === "rejected");
         if (firstFailure === -1) {
             const last = changes.at(-1);
-            if (last) this.metrics?.lastSeq.set(last.seq);
-            const acknowledgedThrough = last?.seq ?? null;
+            const acknowledgedThrough = last ? lastSeqOf(last) : null;
+            if (acknowledgedThrough !== null) this.metrics?.lastSeq.set(acknowledgedThrough);
             return { acknowledgedThrough, postedHead: this.headThrough(acknowledgedThrough) };
         }
-        const processedThrough = firstFailure > 0 ? (changes[firstFailure - 1] as AuditRecord).seq : null;
+        const processedThrough = firstFailure > 0 ? lastSeqOf(changes[firstFailure - 1] as AuditUnit) : null;
         const reason = (settled[firstFailure] as PromiseRejectedResult).reason as Error;
-        const failed = changes[firstFailure] as AuditRecord;
+        const failed = changes[firstFailure] as AuditUnit;
         throw new BatchFailedError(
             `Change seq ${failed.seq} failed: ${reason.message}`,
             processedThrough,
@@ -147,9 +148,11 @@ export class ChangeProcessor {
         return this.links?.headThrough(seq ?? -1) ?? null;
     }
 
-    private async handle(change: AuditRecord): Promise<void> {
+    private async handle(change: AuditUnit): Promise<void> {
         if (this.recentIds.has(change.id)) return;
-        if (isGap(change)) {
+        if (change.kind === "digest") {
+            log.debug(`Digest of ${change.changes.length} changes (seq ${change.seq}-${change.lastSeq})`);
+        } else if (isGap(change)) {
             log.warn(
                 `Gap notice (seq ${change.seq}): up to ${change.lost} account-data values of ` +
                     `${change.keys.length} keys were overwritten before they could be recorded`,
@@ -169,7 +172,11 @@ export class ChangeProcessor {
             throw err;
         }
         this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
-        if (isGap(change)) {
+        if (change.kind === "digest") {
+            this.metrics?.digests.inc();
+            this.metrics?.changesProcessed.inc(change.changes.length);
+            this.metrics?.changesRecovered.inc(change.changes.filter((c) => c.recovered).length);
+        } else if (isGap(change)) {
             this.metrics?.gapNotices.inc();
         } else if (change.kind !== "deactivation") {
             this.metrics?.changesProcessed.inc();

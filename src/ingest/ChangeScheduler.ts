@@ -5,10 +5,10 @@
  * one that could have run. A gap notice runs alone: it starts once everything before it has finished, and
  * nothing after it starts before it has finished, so it sits in the room exactly where its seq puts it.
  */
-import { type AuditRecord, isGap, orderingKey } from "../modules/ModuleHost.js";
+import { type AuditUnit, orderingKey, runsAlone } from "../modules/ModuleHost.js";
 
 interface Job {
-    change: AuditRecord;
+    change: AuditUnit;
     resolve(): void;
     reject(err: unknown): void;
 }
@@ -78,14 +78,14 @@ export class ChangeScheduler {
 
     public constructor(
         private readonly limit: number,
-        private readonly run: (change: AuditRecord) => Promise<void>,
+        private readonly run: (change: AuditUnit) => Promise<void>,
     ) {}
 
     /**
      * Resolves when `change` has run. Rejects with the error of an earlier change of the same user that
      * failed while this one waited: it must not run ahead of that one (it is retried with it).
      */
-    public submit(change: AuditRecord): Promise<void> {
+    public submit(change: AuditUnit): Promise<void> {
         return new Promise<void>((resolve, reject) => {
             const userId = orderingKey(change);
             const queue = this.queued.get(userId);
@@ -102,7 +102,7 @@ export class ChangeScheduler {
     private startReady(): void {
         while (!this.exclusiveRunning && this.runningUsers.size < this.limit && this.ready.size > 0) {
             const next = (this.queued.get(this.ready.peek() as string) as Job[])[0] as Job;
-            const exclusive = isGap(next.change);
+            const exclusive = runsAlone(next.change);
             if (exclusive && this.runningUsers.size > 0) return;
             const userId = this.ready.pop() as string;
             const queue = this.queued.get(userId) as Job[];

@@ -43,7 +43,19 @@ export interface ShutdownState {
     stopping: boolean;
 }
 
-export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shutdown?: ShutdownState): RequestHandler {
+/** Digest mode as the host module is told it with every answer (null: off). */
+export interface DigestAdvice {
+    min_backlog: number;
+    max_changes: number;
+    max_bytes: number;
+}
+
+export function changesHandler(
+    processor: ChangeProcessor,
+    metrics: Metrics,
+    shutdown?: ShutdownState,
+    digest: DigestAdvice | null = null,
+): RequestHandler {
     return (req: Request, res: Response) => {
         if (shutdown?.stopping) {
             // The host module keeps the batch and retries after its backoff, against the next process.
@@ -72,6 +84,7 @@ export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shu
                 res.status(200).json({
                     acknowledged_through: result.acknowledgedThrough,
                     posted_head: result.postedHead,
+                    digest,
                 });
             },
             (err: unknown) => {
@@ -81,6 +94,7 @@ export function changesHandler(processor: ChangeProcessor, metrics: Metrics, shu
                 // batch and retries; what was already handled is reported so it can be dropped.
                 sendMatrixError(res, 503, "M_UNKNOWN", (err as Error).message, {
                     processed_through: failure?.processedThrough ?? null,
+                    digest,
                     ...(failure && failure.processedThrough !== null ? { posted_head: failure.postedHead } : {}),
                 });
             },
@@ -131,9 +145,10 @@ export function addIngestRoutes(
     token: string,
     metrics: Metrics,
     shutdown?: ShutdownState,
+    digest: DigestAdvice | null = null,
 ): void {
     const app = appService.expressApp;
-    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics, shutdown));
+    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics, shutdown, digest));
     app.get("/metrics", (_req, res) => {
         metrics.registry.metrics().then(
             (text) => res.type(metrics.registry.contentType).send(text),

@@ -164,8 +164,11 @@ function parseRecord(raw: unknown, field: string): AuditRecord {
 function parseChange(raw: Record<string, unknown>, field: string): AccountDataChange {
     const header = parseHeader(raw, field);
     const { userId, roomId, type } = parseKey(raw, field);
-    const { content, recovered = false } = raw;
+    const { content, recovered = false, digest_group: digestGroup = null } = raw;
     if (typeof recovered !== "boolean") throw new BadFieldError(`${field}.recovered`, "must be a boolean");
+    if (digestGroup !== null && (!isCount(digestGroup) || digestGroup > header.seq)) {
+        throw new BadFieldError(`${field}.digest_group`, "must be null or the seq of the digest's first change");
+    }
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
@@ -178,7 +181,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (!(parsed instanceof LosslessObject)) {
         throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
     }
-    return { ...header, recovered, contentJson: content, userId, roomId, type, content: parsed };
+    return { ...header, recovered, contentJson: content, userId, roomId, type, content: parsed, digestGroup };
 }
 
 export interface ChangeBatch {

@@ -14,7 +14,15 @@ import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheld
 import { auditMessageBody, cutMessageBody, deactivationBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
 import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
 import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
-import type { AccountDataContent, AuditGap, ChangeInfo, ModuleApi, UserDeactivation } from "./ModuleApi.js";
+import { digestMessage } from "./audit/Digest.js";
+import type {
+    AccountDataContent,
+    AuditGap,
+    ChangeInfo,
+    DigestChange,
+    ModuleApi,
+    UserDeactivation,
+} from "./ModuleApi.js";
 import { type AuditRecord, isChange } from "./ModuleHost.js";
 
 export { auditMessageBody, gapNoticeBody } from "./audit/Messages.js";
@@ -26,7 +34,7 @@ const log = new Logger("AuditModule");
  * references) at 65,536 bytes; this leaves room for that envelope.
  */
 export const DEFAULT_MAX_CONTENT_BYTES = 60_000;
-const MIN_CONTENT_BYTES = 2_000;
+export const MIN_CONTENT_BYTES = 2_000;
 
 const HTML = "org.matrix.custom.html";
 
@@ -60,6 +68,7 @@ export class AuditModule {
                 this.logNewAccountData({ ...change, userId, roomId, type }, content),
             onAccountDataGap: (gap) => this.postGapNotice(gap),
             onUserDeactivation: (record) => this.postDeactivation(record),
+            onAccountDataDigest: (changes) => this.postDigest(changes),
         });
     }
 
@@ -145,6 +154,28 @@ export class AuditModule {
             },
             "gap",
         );
+    }
+
+    /** Digest mode: the posted changes of a digest in one message (README, "Digest mode"). */
+    private async postDigest(changes: readonly DigestChange[]): Promise<void> {
+        const decided = changes.map((change) => ({
+            change,
+            decision: this.policy.decide(change.userId, change.roomId, change.type),
+        }));
+        for (const { decision } of decided) this.options.onRecorded?.(decision.level);
+        const posted = decided.filter(({ decision }) => decision.level !== "none");
+        if (posted.length === 0) return;
+        let budget = this.maxContentBytes;
+        for (;;) {
+            try {
+                await this.send(digestMessage(posted, budget), "digest");
+                return;
+            } catch (err) {
+                if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
+                budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
+                log.warn(`Digest of ${posted.length} changes too large; cutting to ${budget} bytes`);
+            }
+        }
     }
 
     private async postDeactivation(record: UserDeactivation): Promise<void> {

@@ -107,12 +107,28 @@ export type OnAccountDataUpdated = (
     change: ChangeInfo,
 ) => Promise<void>;
 
+/** One change of a digest: the arguments of onAccountDataUpdated in one object. */
+export interface DigestChange extends ChangeInfo {
+    readonly userId: string;
+    readonly roomId: string | null;
+    readonly type: string;
+    readonly content: AccountDataContent;
+}
+
+/**
+ * Several consecutive changes to be recorded together (digest mode, README "Digest mode"), in seq order. A
+ * module without this callback gets each change through onAccountDataUpdated instead, one after another.
+ */
+export type OnAccountDataDigest = (changes: readonly DigestChange[]) => Promise<void>;
+
 export interface AccountDataCallbacks {
     onAccountDataUpdated?: OnAccountDataUpdated;
     /** Not in Synapse's API: called where the trail has a known gap (see AuditGap). */
     onAccountDataGap?: OnAccountDataGap;
     /** Not in Synapse's API (which has it among third-party rules callbacks): see UserDeactivation. */
     onUserDeactivation?: OnUserDeactivation;
+    /** Not in Synapse's API: see OnAccountDataDigest. */
+    onAccountDataDigest?: OnAccountDataDigest;
 }
 
 /** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */

@@ -12,9 +12,6 @@ import type {
     ChangeInfo,
     EventToSend,
     ModuleApi,
-    OnAccountDataGap,
-    OnAccountDataUpdated,
-    OnUserDeactivation,
     SendOptions,
     UserDeactivation,
 } from "./ModuleApi.js";
@@ -22,6 +19,8 @@ import type {
 /** One account-data change as the host module recorded it. */
 export interface AccountDataChange extends ChangeInfo {
     readonly kind?: "change";
+    /** The first seq of the digest the host module put this change in, if any. */
+    readonly digestGroup?: number | null;
     readonly userId: string;
     readonly roomId: string | null;
     readonly type: string;
@@ -33,6 +32,15 @@ export interface GapRecord extends AuditGap {
     readonly kind: "gap";
 }
 
+/** Consecutive changes the host module grouped into one digest (their `digestGroup` is the first seq). */
+export interface DigestRecord {
+    readonly kind: "digest";
+    readonly id: string;
+    readonly seq: number;
+    readonly lastSeq: number;
+    readonly changes: readonly AccountDataChange[];
+}
+
 /** A user's deactivation or reactivation. */
 export interface DeactivationRecord extends UserDeactivation {
     readonly kind: "deactivation";
@@ -41,20 +49,60 @@ export interface DeactivationRecord extends UserDeactivation {
 /** What the host module delivers, in sequence order. */
 export type AuditRecord = AccountDataChange | GapRecord | DeactivationRecord;
 
-export function isGap(record: AuditRecord): record is GapRecord {
+/** What the modules handle as one: a record, or a digest of changes. */
+export type AuditUnit = AuditRecord | DigestRecord;
+
+/** The last seq a unit covers. */
+export function lastSeqOf(unit: AuditUnit): number {
+    return unit.kind === "digest" ? unit.lastSeq : unit.seq;
+}
+
+/** A gap notice, and a digest (which holds several users' changes), run alone. */
+export function runsAlone(unit: AuditUnit): boolean {
+    return unit.kind === "gap" || unit.kind === "digest";
+}
+
+/** Groups consecutive changes of one digest group into a DigestRecord; other records stay as they are. */
+export function toUnits(records: readonly AuditRecord[]): AuditUnit[] {
+    const units: AuditUnit[] = [];
+    for (const record of records) {
+        const group = isChange(record) ? (record.digestGroup ?? null) : null;
+        const previous = units.at(-1);
+        if (group !== null && previous?.kind === "digest" && previous.changes[0]?.digestGroup === group) {
+            units[units.length - 1] = {
+                ...previous,
+                lastSeq: record.seq,
+                changes: [...previous.changes, record as AccountDataChange],
+            };
+        } else if (group !== null) {
+            units.push({
+                kind: "digest",
+                id: record.id,
+                seq: record.seq,
+                lastSeq: record.seq,
+                changes: [record as AccountDataChange],
+            });
+        } else {
+            units.push(record);
+        }
+    }
+    return units;
+}
+
+export function isGap(record: AuditUnit): record is GapRecord {
     return record.kind === "gap";
 }
 
-export function isChange(record: AuditRecord): record is AccountDataChange {
+export function isChange(record: AuditUnit): record is AccountDataChange {
     return record.kind === undefined || record.kind === "change";
 }
 
 /**
- * Records with the same key are handled one after another, in order: a user's changes and (de)activations;
- * each gap notice alone.
+ * Units with the same key are handled one after another, in order: a user's changes and (de)activations;
+ * each gap notice and digest alone.
  */
-export function orderingKey(record: AuditRecord): string {
-    return isGap(record) ? `\u0000gap:${record.id}` : record.userId;
+export function orderingKey(unit: AuditUnit): string {
+    return unit.kind === "gap" || unit.kind === "digest" ? `\u0000${unit.kind}:${unit.id}` : unit.userId;
 }
 
 interface DispatchContext {
@@ -64,20 +112,16 @@ interface DispatchContext {
 }
 
 export class ModuleHost {
-    private readonly callbacks: OnAccountDataUpdated[] = [];
-    private readonly gapCallbacks: OnAccountDataGap[] = [];
-    private readonly deactivationCallbacks: OnUserDeactivation[] = [];
+    private readonly registrations: AccountDataCallbacks[] = [];
     private readonly context = new AsyncLocalStorage<DispatchContext>();
     public readonly api: ModuleApi;
 
     public constructor(serverName: string, sender: EventSender) {
-        const { callbacks, gapCallbacks, deactivationCallbacks, context } = this;
+        const { registrations, context } = this;
         this.api = {
             serverName,
             registerAccountDataCallbacks(cbs: AccountDataCallbacks): void {
-                if (cbs.onAccountDataUpdated) callbacks.push(cbs.onAccountDataUpdated);
-                if (cbs.onAccountDataGap) gapCallbacks.push(cbs.onAccountDataGap);
-                if (cbs.onUserDeactivation) deactivationCallbacks.push(cbs.onUserDeactivation);
+                registrations.push(cbs);
             },
             async createAndSendEventIntoRoom(event: EventToSend, options?: SendOptions): Promise<string> {
                 const ctx = context.getStore();
@@ -97,29 +141,36 @@ export class ModuleHost {
     }
 
     public get callbackCount(): number {
-        return this.callbacks.length;
+        return this.registrations.filter((r) => r.onAccountDataUpdated).length;
     }
 
-    /** Runs every callback for `record`, in order; the first failure stops the record and is thrown. */
-    public async dispatch(record: AuditRecord): Promise<void> {
-        if (isGap(record)) {
-            await this.runEach(record.id, this.gapCallbacks, (callback) => callback(record));
-            return;
-        }
-        if (record.kind === "deactivation") {
-            await this.runEach(record.id, this.deactivationCallbacks, (callback) => callback(record));
-            return;
-        }
-        await this.runEach(record.id, this.callbacks, (callback) =>
-            callback(record.userId, record.roomId, record.type, record.content, record),
-        );
-    }
-
-    private async runEach<C>(recordId: string, callbacks: C[], call: (callback: C) => Promise<void>): Promise<void> {
-        for (let i = 0; i < callbacks.length; i++) {
-            await this.context.run({ changeId: recordId, callbackIndex: i, sendsSoFar: 0 }, () =>
-                call(callbacks[i] as C),
-            );
+    /**
+     * Runs every registered callback for `unit`, in registration order; the first failure stops the unit and
+     * is thrown. A digest goes to onAccountDataDigest, or change by change to onAccountDataUpdated.
+     */
+    public async dispatch(unit: AuditUnit): Promise<void> {
+        for (const [i, callbacks] of this.registrations.entries()) {
+            const run = (call: () => Promise<void> | undefined) =>
+                this.context.run({ changeId: unit.id, callbackIndex: i, sendsSoFar: 0 }, async () => await call());
+            if (unit.kind === "digest") {
+                const { onAccountDataDigest: digest, onAccountDataUpdated: each } = callbacks;
+                if (digest) await run(() => digest(unit.changes));
+                else if (each) {
+                    for (const c of unit.changes) {
+                        await this.context.run({ changeId: c.id, callbackIndex: i, sendsSoFar: 0 }, () =>
+                            each(c.userId, c.roomId, c.type, c.content, c),
+                        );
+                    }
+                }
+            } else if (isGap(unit)) {
+                await run(() => callbacks.onAccountDataGap?.(unit));
+            } else if (unit.kind === "deactivation") {
+                await run(() => callbacks.onUserDeactivation?.(unit));
+            } else {
+                await run(() =>
+                    callbacks.onAccountDataUpdated?.(unit.userId, unit.roomId, unit.type, unit.content, unit),
+                );
+            }
         }
     }
 }

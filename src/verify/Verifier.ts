@@ -89,7 +89,7 @@ function linkHash(seq: number, fields: Record<string, unknown>, prevHash: string
     });
 }
 
-/** Problems a record has on its own: hash, content digest, body. */
+/** Problems a record has on its own: its hash, and its content against its digest. */
 function checkRecord(record: ChainedRecord): Problem[] {
     const { fields, event, seq } = record;
     const problems: Problem[] = [];
@@ -98,28 +98,44 @@ function checkRecord(record: ChainedRecord): Problem[] {
     if (linkHash(seq, fields, record.prevHash) !== record.hash) {
         problem("hash_mismatch", "the record's fields do not give its hash");
     }
-    if (fields.kind !== "change") return problems;
+    if (!contentMatches(fields)) problem("content_mismatch", "the content does not match its digest");
+    return problems;
+}
+
+/** A full change record's content against its digest (true where there is nothing to check). */
+function contentMatches(fields: Record<string, unknown>): boolean {
+    const content = str(fields.content);
+    if (fields.kind !== "change" || fields.level !== "full" || content === null) return true;
+    return `sha256:${createHash("sha256").update(content, "utf8").digest("hex")}` === fields.content_digest;
+}
+
+/** The message line a change record says its event shows; null where it cannot be rebuilt (content left out). */
+function expectedLine(fields: Record<string, unknown>): string | null {
     const user = String(fields.user_id);
     const room = str(fields.room_id);
     const type = String(fields.type);
     const content = str(fields.content);
-    if (fields.level === "full" && content !== null) {
-        const digest = `sha256:${createHash("sha256").update(content, "utf8").digest("hex")}`;
-        if (digest !== fields.content_digest) problem("content_mismatch", "the content does not match its digest");
-        else if (event.content.body !== auditMessageBody(user, room, type, pythonDumpsJsonText(content))) {
-            problem("body_mismatch", "the message body does not say what the record holds");
-        }
-    } else if (fields.level === "metadata") {
-        const expected = auditMessageBody(
-            user,
-            room,
-            type,
-            withheldText(Number(fields.content_size), str(fields.keyed_digest)),
-        );
-        if (event.content.body !== expected)
-            problem("body_mismatch", "the message body does not say what the record holds");
+    if (fields.level === "full")
+        return content === null ? null : auditMessageBody(user, room, type, pythonDumpsJsonText(content));
+    if (fields.level === "metadata") {
+        return auditMessageBody(user, room, type, withheldText(Number(fields.content_size), str(fields.keyed_digest)));
     }
-    return problems;
+    return null;
+}
+
+/** Does the event's body say what its change records hold (one line per record)? */
+function bodyProblem(event: RoomEvent, records: Record<string, unknown>[]): Problem | null {
+    // A content that does not match its digest is reported already.
+    if (records.some((r) => r.kind !== "change" || !contentMatches(r))) return null;
+    const lines = records.map(expectedLine);
+    if (lines.some((l) => l === null) || event.content.body === lines.join("\n")) return null;
+    const seq = typeof records[0]?.seq === "number" ? records[0].seq : null;
+    return {
+        kind: "body_mismatch",
+        seq,
+        eventId: event.event_id,
+        detail: "the message body does not say what the record holds",
+    };
 }
 
 function parseChained(event: RoomEvent, fields: Record<string, unknown>): ChainedRecord | null {
@@ -187,17 +203,21 @@ export function verifyEvents(events: readonly RoomEvent[], sender: string, fromS
             });
             continue;
         }
-        const fields = event.content[RECORD_KEY];
-        const record =
-            typeof fields === "object" && fields !== null
-                ? parseChained(event, fields as Record<string, unknown>)
-                : null;
-        if (record === null) {
+        const fields = event.content[RECORD_KEY] as Record<string, unknown> | undefined;
+        const inner = (
+            fields?.kind === "digest" && Array.isArray(fields.records) ? fields.records : fields ? [fields] : []
+        ) as Record<string, unknown>[];
+        const parsed = inner.map((f) => (typeof f === "object" && f !== null ? parseChained(event, f) : null));
+        if (parsed.length === 0 || parsed.some((r) => r === null)) {
             unchained++;
             continue;
         }
-        if (record.seq < fromSeq) continue;
-        bySeq.set(record.seq, [...(bySeq.get(record.seq) ?? []), record]);
+        const body = bodyProblem(event, inner);
+        if (body && (body.seq ?? 0) >= fromSeq) problems.push(body);
+        for (const record of parsed as ChainedRecord[]) {
+            if (record.seq < fromSeq) continue;
+            bySeq.set(record.seq, [...(bySeq.get(record.seq) ?? []), record]);
+        }
     }
 
     const duplicates: Report["duplicates"] = [];

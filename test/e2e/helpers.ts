@@ -104,8 +104,9 @@ export function expectAllInOrderOnce(events: RoomEvent[], users: MatrixHttp[], p
 /** Each user's counter values in the order the room shows them. */
 export function countersByUser(events: RoomEvent[]): Map<string, number[]> {
     const seen = new Map<string, number[]>();
-    for (const event of events) {
-        const match = COUNTER_BODY.exec(String(event.content.body));
+    // A digest's body has one line per change.
+    for (const line of events.flatMap((event) => String(event.content.body).split("\n"))) {
+        const match = COUNTER_BODY.exec(line);
         if (!match) continue;
         const list = seen.get(match[1] as string) ?? [];
         list.push(Number(match[2]));

@@ -7,7 +7,7 @@ import { addIngestRoutes } from "../../src/ingest/IngestRoute.js";
 import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
 import { pythonDumps } from "../../src/json/PythonJson.js";
 import { Metrics } from "../../src/Metrics.js";
-import type { AccountDataChange, AuditRecord } from "../../src/modules/ModuleHost.js";
+import type { AccountDataChange, AuditUnit } from "../../src/modules/ModuleHost.js";
 
 const TOKEN = "hs-token-for-tests";
 const MAX_BODY = 64 * 1024;
@@ -28,7 +28,7 @@ function wireChange(seq: number, overrides: Record<string, unknown> = {}): Recor
 describe("the change endpoint", () => {
     let appService: AppService;
     let url: string;
-    let dispatched: AuditRecord[];
+    let dispatched: AuditUnit[];
     let failOn: Set<number>;
     let shutdown: { stopping: boolean };
 
@@ -69,7 +69,7 @@ describe("the change endpoint", () => {
         const res = await post(
             JSON.stringify({ changes: [wireChange(4), wireChange(7, { room_id: "!r:example.org" })] }),
         );
-        expect(res).toEqual({ status: 200, json: { acknowledged_through: 7, posted_head: null } });
+        expect(res).toEqual({ status: 200, json: { acknowledged_through: 7, posted_head: null, digest: null } });
         expect((dispatched as AccountDataChange[]).map((c) => [c.seq, c.roomId, pythonDumps(c.content)])).toEqual([
             [4, null, '{"n": 1.0}'],
             [7, "!r:example.org", '{"n": 1.0}'],
@@ -80,7 +80,7 @@ describe("the change endpoint", () => {
         const type = `org.example.${"é".repeat(300)}`;
         expect(await post(JSON.stringify({ changes: [wireChange(1, { type })] }))).toEqual({
             status: 200,
-            json: { acknowledged_through: 1, posted_head: null },
+            json: { acknowledged_through: 1, posted_head: null, digest: null },
         });
         expect((dispatched as AccountDataChange[]).map((c) => c.type)).toEqual([type]);
     });
@@ -88,7 +88,7 @@ describe("the change endpoint", () => {
     it("acknowledges an empty batch", async () => {
         expect(await post('{"changes": []}')).toEqual({
             status: 200,
-            json: { acknowledged_through: null, posted_head: null },
+            json: { acknowledged_through: null, posted_head: null, digest: null },
         });
     });
 
@@ -168,7 +168,7 @@ describe("the change endpoint", () => {
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2]);
 
         failOn.clear();
-        expect((await post(batch)).json).toEqual({ acknowledged_through: 4, posted_head: null });
+        expect((await post(batch)).json).toEqual({ acknowledged_through: 4, posted_head: null, digest: null });
         // Changes already handled in this process are not handled again.
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
     });
@@ -178,8 +178,8 @@ describe("the change endpoint", () => {
         await new Promise((resolve) => setTimeout(resolve, 50)); // it has arrived, and waits
         expect(dispatched).toEqual([]);
         const earlier = await post(JSON.stringify({ changes: [wireChange(1), wireChange(2)] }));
-        expect(earlier.json).toEqual({ acknowledged_through: 2, posted_head: null });
-        expect((await later).json).toEqual({ acknowledged_through: 4, posted_head: null });
+        expect(earlier.json).toEqual({ acknowledged_through: 2, posted_head: null, digest: null });
+        expect((await later).json).toEqual({ acknowledged_through: 4, posted_head: null, digest: null });
         expect(dispatched.map((c) => c.seq)).toEqual([1, 2, 3, 4]);
     });
 

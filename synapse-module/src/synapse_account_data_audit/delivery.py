@@ -24,6 +24,7 @@ from twisted.internet import defer
 
 from . import outbox
 from .config import AuditModuleConfig
+from .digests import DigestPolicy
 from .store import AuditStore
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class Deliverer:
         #: acknowledgement (see README, "The hash chain"); loaded from the database before the first request.
         self._head: Any = _NO_HEAD
         self._acked: Any = None
+        #: Digest mode as the appservice last asked for it (see ``digests``); off until it says.
+        self._digest: DigestPolicy | None = None
 
     def kick(self) -> None:
         """Makes sure a drain pass runs soon; cheap, and never waits for it."""
@@ -141,7 +144,7 @@ class Deliverer:
         while True:
             if failed is None and len(in_flight) < self._config.batches_in_flight:
                 rows = await self._outbox.fetch_batch(
-                    self._config.batch_size, self._config.max_batch_bytes, after_seq
+                    self._config.batch_size, self._config.max_batch_bytes, after_seq, self._digest
                 )
                 if rows:
                     # ``follows`` lets the appservice start the batches in this order even if the requests,
@@ -179,6 +182,8 @@ class Deliverer:
             )
         except Exception as e:
             return e, _NO_HEAD
+        if isinstance(answer, dict) and "digest" in answer:
+            self._digest = DigestPolicy.from_answer(answer["digest"])
         return None, _posted_head(answer)
 
     async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:

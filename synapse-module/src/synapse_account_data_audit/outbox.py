@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     details TEXT,
     keyed_digest TEXT,
     prev_hash TEXT,
-    hash TEXT
+    hash TEXT,
+    digest_group BIGINT
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
@@ -57,6 +58,7 @@ _ADDED_COLUMNS = {
     "keyed_digest": "TEXT",
     "prev_hash": "TEXT",
     "hash": "TEXT",
+    "digest_group": "BIGINT",
 }
 
 
@@ -93,6 +95,8 @@ class OutboxRow(NewChange):
     """A change in the outbox, with its sequence number."""
 
     seq: int = field(kw_only=True)
+    #: The first seq of the digest this row is delivered in (see ``digests``), once decided; never changes.
+    digest_group: int | None = field(default=None, kw_only=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The row as the delivery protocol carries it (``content`` stays JSON text)."""
@@ -120,6 +124,8 @@ class OutboxRow(NewChange):
             wire["keyed_digest"] = self.keyed_digest
         if self.hash is not None:
             wire["chain"] = {"prev": self.prev_hash, "hash": self.hash}
+        if self.digest_group is not None:
+            wire["digest_group"] = self.digest_group
         return wire
 
 
@@ -260,7 +266,7 @@ def fetch_batch_txn(
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
     ``max_bytes`` of content (always at least one row, however large)."""
     txn.execute(
-        f"SELECT seq, {_COLUMNS} FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        f"SELECT seq, {_COLUMNS}, digest_group FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
         (after_seq, limit),
     )
     rows: list[OutboxRow] = []
@@ -279,6 +285,7 @@ def fetch_batch_txn(
         digest,
         prev_hash,
         row_hash,
+        digest_group,
     ) in txn:
         total += len(content) + len(details or "")
         if rows and total > max_bytes:
@@ -298,6 +305,7 @@ def fetch_batch_txn(
                 prev_hash=prev_hash,
                 hash=row_hash,
                 seq=int(seq),
+                digest_group=int(digest_group) if digest_group is not None else None,
             )
         )
     return rows

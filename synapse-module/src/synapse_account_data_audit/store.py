@@ -12,6 +12,7 @@ from synapse.storage.database import LoggingTransaction
 
 from . import claims, digest, meta, outbox
 from .dbutil import is_postgres
+from .digests import DigestPolicy, fetch_for_delivery_txn
 from .recovery import RecoveryResult, recover_txn
 
 #: Claims kept before old ones are dropped (see ``claims.prune_claims_txn``); checked every so many writes.
@@ -107,10 +108,12 @@ class AuditStore:
             lambda rows: with_digests(self._key, rows),
         )
 
-    async def fetch_batch(self, limit: int, max_bytes: int, after_seq: int = 0) -> list[outbox.OutboxRow]:
+    async def fetch_batch(
+        self, limit: int, max_bytes: int, after_seq: int = 0, digest: DigestPolicy | None = None
+    ) -> list[outbox.OutboxRow]:
         await self.ensure_tables()
         return await self._api.run_db_interaction(
-            "account_data_audit_fetch", outbox.fetch_batch_txn, limit, max_bytes, after_seq
+            "account_data_audit_fetch", fetch_for_delivery_txn, limit, max_bytes, after_seq, digest
         )
 
     async def delete_range(

@@ -1,0 +1,156 @@
+import { describe, expect, it } from "vitest";
+import { ChangeProcessor } from "../../src/ingest/ChangeProcessor.js";
+import { AuditModule, auditMessageBody } from "../../src/modules/AuditModule.js";
+import { RECORD_KEY } from "../../src/modules/audit/Record.js";
+import { type AccountDataChange, type AuditUnit, toUnits } from "../../src/modules/ModuleHost.js";
+import { verifyEvents } from "../../src/verify/Verifier.js";
+import type { RoomEvent } from "../../src/devenv/MatrixHttp.js";
+import { change, setup } from "./moduleFakes.js";
+
+const ALICE = "@alice:example.org";
+
+function grouped(seq: number, group: number | null, type = "m.test"): AccountDataChange {
+    return change(`c${seq}`, `{"n":${seq}}`, null, { seq, digestGroup: group, type });
+}
+
+describe("digest units", () => {
+    it("groups consecutive changes of one digest group; other records stay alone", () => {
+        const units = toUnits([
+            grouped(1, null),
+            grouped(2, 2),
+            grouped(3, 2),
+            grouped(4, 4),
+            grouped(5, 4),
+            grouped(6, null),
+        ]);
+        expect(units.map((u) => (u.kind === "digest" ? `${u.seq}-${u.lastSeq}` : String(u.seq)))).toEqual([
+            "1",
+            "2-3",
+            "4-5",
+            "6",
+        ]);
+    });
+
+    it("a module without a digest callback gets each change, in order", async () => {
+        const { host } = setup();
+        const seen: string[] = [];
+        host.api.registerAccountDataCallbacks({
+            onAccountDataUpdated: async (_u, _r, type, _c, info) => void seen.push(`${info.seq} ${type}`),
+        });
+        const [digest] = toUnits([grouped(2, 2, "a"), grouped(3, 2, "b")]);
+        await host.dispatch(digest as AuditUnit);
+        expect(seen).toEqual(["2 a", "3 b"]);
+    });
+
+    it("acknowledges through the digest's last change, and a failed digest is not acknowledged in part", async () => {
+        let fail = false;
+        const processor = new ChangeProcessor({
+            dispatch: async (unit) => {
+                if (fail && unit.kind === "digest") throw new Error("homeserver down");
+            },
+        });
+        expect(await processor.process([grouped(1, null), grouped(2, 2), grouped(3, 2)])).toMatchObject({
+            acknowledgedThrough: 3,
+        });
+        fail = true;
+        await expect(processor.process([grouped(4, null), grouped(5, 5), grouped(6, 5)])).rejects.toMatchObject({
+            processedThrough: 4,
+        });
+    });
+});
+
+describe("the audit module's digest message", () => {
+    function post(
+        changes: AccountDataChange[],
+        rules: { types: string[]; level: "none" | "metadata" | "full" }[] = [],
+    ) {
+        const { host, sender } = setup();
+        new AuditModule(
+            {
+                audit_room: "!audit:example.org",
+                sender: "@audit:example.org",
+                audit: { rules: rules.map((r) => ({ users: null, rooms: null, ...r })), secrets: "withhold" },
+            },
+            host.api,
+        );
+        return { done: host.dispatch(toUnits(changes)[0] as AuditUnit), sender };
+    }
+
+    it("has one line per posted change, each what the change alone would say, and their records", async () => {
+        const { done, sender } = post(
+            [grouped(1, 1), grouped(2, 1, "m.fully_read"), grouped(3, 1, "org.example.private")],
+            [
+                { types: ["m.fully_read"], level: "none" },
+                { types: ["org.example.private"], level: "metadata" },
+            ],
+        );
+        await done;
+        const [event] = sender.sent;
+        expect(String(event?.content.body).split("\n")).toEqual([
+            auditMessageBody(ALICE, null, "m.test", '{"n": 1}'),
+            expect.stringMatching(
+                /for type org\.example\.private to: \[content withheld: 7 bytes, keyed digest [0-9a-f]{16}\]$/,
+            ),
+        ]);
+        const record = event?.content[RECORD_KEY] as { kind: string; records: { seq: number; level: string }[] };
+        expect(record.kind).toBe("digest");
+        expect(record.records.map((r) => [r.seq, r.level])).toEqual([
+            [1, "full"],
+            [3, "metadata"],
+        ]);
+        expect(String(event?.content.formatted_body)).toMatch(/^<p>2 account-data changes:<\/p><ul><li>/);
+        expect(event?.txnId).toBe("audit.c1.0.digest");
+    });
+
+    it("posts nothing when the policy leaves out every change", async () => {
+        const { done, sender } = post(
+            [grouped(1, 1, "m.fully_read"), grouped(2, 1, "m.fully_read")],
+            [{ types: ["m.fully_read"], level: "none" }],
+        );
+        await done;
+        expect(sender.sent).toEqual([]);
+    });
+
+    it("leaves contents out, last of all from the bodies, to fit one event", async () => {
+        const big = (seq: number) =>
+            change(`c${seq}`, JSON.stringify({ blob: "x".repeat(25_000) }), null, { seq, digestGroup: 1 });
+        const { done, sender } = post([big(1), big(2), big(3)]);
+        await done;
+        const content = sender.sent[0]?.content as Record<string, unknown>;
+        expect(Buffer.byteLength(JSON.stringify(content))).toBeLessThanOrEqual(60_000);
+        expect(String(content.body).split("\n")).toHaveLength(3);
+        expect(String(content.body)).toContain("[content left out of this digest to fit: 25011 bytes]");
+        expect((content[RECORD_KEY] as { records: object[] }).records[0]).toMatchObject({
+            content_omitted: "too_large",
+        });
+    });
+});
+
+describe("verify and digests", () => {
+    it("reads the records of a digest and checks its body line by line", async () => {
+        const { host, sender } = setup();
+        new AuditModule(
+            { audit_room: "!a:example.org", sender: "@audit:example.org", audit: { rules: [], secrets: "withhold" } },
+            host.api,
+        );
+        const chain = (seq: number) => ({
+            prevHash: String(seq - 1).padStart(64, "0"),
+            hash: String(seq).padStart(64, "0"),
+        });
+        const changes = [1, 2, 3].map((seq) => ({ ...grouped(seq, 1), chain: chain(seq) }));
+        await host.dispatch(toUnits(changes)[0] as AuditUnit);
+        const event = {
+            event_id: "$d",
+            type: "m.room.message",
+            sender: "@audit:example.org",
+            origin_server_ts: 0,
+            content: sender.sent[0]?.content,
+        } as RoomEvent;
+        const report = verifyEvents([event], "@audit:example.org");
+        expect(report.records).toBe(3);
+        // Made-up hashes: the records' own hashes do not add up, but the body matches them.
+        expect(report.problems.every((p) => p.kind === "hash_mismatch")).toBe(true);
+        const tampered = { ...event, content: { ...event.content, body: "something else" } };
+        expect(verifyEvents([tampered], "@audit:example.org").problems.map((p) => p.kind)).toContain("body_mismatch");
+    });
+});
