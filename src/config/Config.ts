@@ -91,8 +91,10 @@ export const configSchema = section("matrix-account-data-audit appservice config
             {
                 enabled: booleanField({ doc: "Turn digest mode on.", default: false }),
                 min_backlog: integerField({
-                    doc: "Digests form only while more changes than this wait to be delivered.",
-                    default: 100,
+                    doc:
+                        "Digests form only while more changes than this wait to be delivered (below it, each change\n" +
+                        "has its event, as without digest mode).",
+                    default: 10,
                     min: 0,
                     max: 1_000_000,
                 }),

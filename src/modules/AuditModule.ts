@@ -14,7 +14,7 @@ import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheld
 import { auditMessageBody, cutMessageBody, deactivationBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
 import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
 import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
-import { digestMessage } from "./audit/Digest.js";
+import { type DecidedChange, digestMessage } from "./audit/Digest.js";
 import type {
     AccountDataContent,
     AuditGap,
@@ -81,10 +81,19 @@ export class AuditModule {
         const decision = this.policy.decide(change.userId, change.roomId, change.type);
         this.options.onRecorded?.(decision.level);
         if (decision.level === "none") return;
+        await this.postChange(change, content, decision, "audit");
+    }
+
+    private async postChange(
+        change: ChangeFacts,
+        content: AccountDataContent,
+        decision: Decision,
+        idempotencyKey: string,
+    ): Promise<void> {
         let budget = this.maxContentBytes;
         for (;;) {
             try {
-                await this.send(this.changeMessage(change, content, decision, budget), "audit");
+                await this.send(this.changeMessage(change, content, decision, budget), idempotencyKey);
                 return;
             } catch (err) {
                 if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
@@ -163,19 +172,38 @@ export class AuditModule {
             decision: this.policy.decide(change.userId, change.roomId, change.type),
         }));
         for (const { decision } of decided) this.options.onRecorded?.(decision.level);
-        const posted = decided.filter(({ decision }) => decision.level !== "none");
-        if (posted.length === 0) return;
+        await this.postDigestPart(decided.filter(({ decision }) => decision.level !== "none"));
+    }
+
+    /**
+     * Posts `posted` as one event, or, if it cannot fit, in two halves, each again as one event or split: the
+     * split depends only on the digest, and each part's transaction ID on its first change, so a replay posts
+     * the same events. A single change goes as a message of its own (cut as usual if it is too large).
+     */
+    private async postDigestPart(posted: readonly DecidedChange[]): Promise<void> {
+        const [only] = posted;
+        if (!only) return;
+        if (posted.length === 1) {
+            await this.postChange(only.change, only.change.content, only.decision, `digest:${only.change.seq}`);
+            return;
+        }
         let budget = this.maxContentBytes;
         for (;;) {
+            const message = digestMessage(posted, budget);
+            if (message === null) break;
             try {
-                await this.send(digestMessage(posted, budget), "digest");
+                await this.send(message, `digest:${only.change.seq}`);
                 return;
             } catch (err) {
                 if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
+                // The envelope was larger than we allowed for.
                 budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
-                log.warn(`Digest of ${posted.length} changes too large; cutting to ${budget} bytes`);
             }
         }
+        const half = Math.ceil(posted.length / 2);
+        log.info(`Digest of ${posted.length} changes does not fit one event: posting it in two parts`);
+        await this.postDigestPart(posted.slice(0, half));
+        await this.postDigestPart(posted.slice(half));
     }
 
     private async postDeactivation(record: UserDeactivation): Promise<void> {

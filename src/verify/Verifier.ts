@@ -89,6 +89,27 @@ function linkHash(seq: number, fields: Record<string, unknown>, prevHash: string
     });
 }
 
+/**
+ * A digest's records as if each stood alone: after the first, a record leaves out `version`, `kind`, and the
+ * `prev_hash` and `prev_posted` that point at the record before it (README, "Digest mode").
+ */
+function expandDigest(records: Record<string, unknown>[]): Record<string, unknown>[] {
+    const expanded: Record<string, unknown>[] = [];
+    for (const record of records) {
+        const before = expanded.at(-1);
+        const defaults = before
+            ? {
+                  version: before.version,
+                  kind: "change",
+                  prev_hash: before.hash,
+                  prev_posted: { seq: before.seq, hash: before.hash },
+              }
+            : {};
+        expanded.push(typeof record === "object" && record !== null ? { ...defaults, ...record } : record);
+    }
+    return expanded;
+}
+
 /** Problems a record has on its own: its hash, and its content against its digest. */
 function checkRecord(record: ChainedRecord): Problem[] {
     const { fields, event, seq } = record;
@@ -204,9 +225,12 @@ export function verifyEvents(events: readonly RoomEvent[], sender: string, fromS
             continue;
         }
         const fields = event.content[RECORD_KEY] as Record<string, unknown> | undefined;
-        const inner = (
-            fields?.kind === "digest" && Array.isArray(fields.records) ? fields.records : fields ? [fields] : []
-        ) as Record<string, unknown>[];
+        const inner =
+            fields?.kind === "digest" && Array.isArray(fields.records)
+                ? expandDigest(fields.records as Record<string, unknown>[])
+                : fields
+                  ? [fields]
+                  : [];
         const parsed = inner.map((f) => (typeof f === "object" && f !== null ? parseChained(event, f) : null));
         if (parsed.length === 0 || parsed.some((r) => r === null)) {
             unchained++;

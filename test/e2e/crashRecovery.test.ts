@@ -6,16 +6,14 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTestEnv, HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
 import {
+    burstThroughFault,
     COUNTER_TYPE,
-    countersByUser,
-    expectOnceInOrderOrNoticed,
     DATABASE,
     gapNotices,
     heldChanges,
     newUsers,
     outboxDepth,
-    progressGate,
-    resilientBurst,
+    reportOnFailure,
 } from "./helpers.js";
 
 describe(`crash recovery (${DATABASE})`, () => {
@@ -24,14 +22,7 @@ describe(`crash recovery (${DATABASE})`, () => {
     beforeEach(async ({ onTestFailed }) => {
         env = await createTestEnv({ database: DATABASE });
         await env.auditor.catchUp();
-        onTestFailed(async () => {
-            process.stderr.write(
-                `\n--- ${env.auditor.received.length} audit messages received:\n` +
-                    env.auditor.bodies().slice(-20).join("\n") +
-                    `\n--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n` +
-                    `--- homeserver.log (tail):\n${env.synapse.logTail(60)}\n`,
-            );
-        });
+        reportOnFailure(() => env, onTestFailed);
     });
     afterEach(async () => {
         await env?.tearDown();
@@ -108,22 +99,8 @@ describe(`crash recovery (${DATABASE})`, () => {
         { timeout: 600_000 },
         async () => {
             const users = await newUsers(env, "k", 20);
-            const gate = progressGate();
-            const burst = resilientBurst(users, 50, gate.progress);
-            await gate.reached(500);
-            await env.restartSynapse({ signal: "SIGKILL" });
-            await burst;
-            // Every value a user stored is in the room, or a gap notice names that user's counter.
-            await env.auditor.waitForRoomEvent(() => {
-                const seen = countersByUser(env.auditor.received);
-                return users.every((u) => seen.get(u.userId)?.at(-1) === 49);
-            }, 300_000);
-            await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
-            await env.auditor.syncOnce(0);
-
-            const lost = expectOnceInOrderOrNoticed(env.auditor.received, users, 50);
+            const lost = await burstThroughFault(env, users, 50, 500, () => env.restartSynapse({ signal: "SIGKILL" }));
             const gaps = gapNotices(env.auditor.received);
-            expect((await env.verify()).report?.problems).toEqual([]);
             process.stderr.write(
                 `SIGKILL mid-burst (${DATABASE}): ${lost} of 1000 values lost, ${gaps.length} gap notices\n`,
             );

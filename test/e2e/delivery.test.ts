@@ -1,7 +1,7 @@
 /** Scenarios 3-5: nothing lost, nothing twice, order kept, across appservice and Synapse outages. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
-import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth } from "./helpers.js";
+import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth, reportOnFailure } from "./helpers.js";
 
 describe(`delivery through outages (${DATABASE})`, () => {
     let env: TestEnv;
@@ -9,15 +9,7 @@ describe(`delivery through outages (${DATABASE})`, () => {
     beforeEach(async ({ onTestFailed }) => {
         env = await createTestEnv({ database: DATABASE });
         await env.auditor.catchUp();
-        onTestFailed(async () => {
-            // What an admin would look at: the queue, the appservice's output, the host module's log lines.
-            const depth = await outboxDepth(env).catch((err: unknown) => String(err));
-            process.stderr.write(
-                `\n--- diagnostics: outbox depth ${depth}, ${env.auditor.received.length} audit messages received\n` +
-                    `--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n` +
-                    `--- homeserver.log (tail):\n${env.synapse.logTail(60)}\n`,
-            );
-        });
+        reportOnFailure(() => env, onTestFailed);
     });
     afterEach(async () => {
         await env?.tearDown();

@@ -13,6 +13,7 @@ import {
     outboxDepth,
     progressGate,
     resilientBurst,
+    reportOnFailure,
 } from "./helpers.js";
 
 describe(`exactly once across restarts (${DATABASE})`, () => {
@@ -21,14 +22,7 @@ describe(`exactly once across restarts (${DATABASE})`, () => {
     beforeEach(async ({ onTestFailed }) => {
         env = await createTestEnv({ database: DATABASE });
         await env.auditor.catchUp();
-        onTestFailed(async () => {
-            const depth = await outboxDepth(env).catch((err: unknown) => String(err));
-            process.stderr.write(
-                `\n--- diagnostics: outbox depth ${depth}, ${env.auditor.received.length} audit messages received\n` +
-                    `--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n` +
-                    `--- homeserver.log (tail):\n${env.synapse.logTail(60)}\n`,
-            );
-        });
+        reportOnFailure(() => env, onTestFailed);
     });
     afterEach(async () => {
         await env?.tearDown();

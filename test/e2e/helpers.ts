@@ -146,6 +146,52 @@ export function expectOnceInOrderOrNoticed(events: RoomEvent[], users: MatrixHtt
     return missing;
 }
 
+/**
+ * A burst of `users` × `perUser` with `fault` done once `faultAt` PUTs are in; then waits until every user's
+ * last value is in the room and the outbox is empty, and checks what a hard crash allows (each value at most
+ * once, in order, any missing one named by a gap notice) and that `verify` finds the trail intact. Returns how
+ * many values were missing.
+ */
+export async function burstThroughFault(
+    env: TestEnv,
+    users: MatrixHttp[],
+    perUser: number,
+    faultAt: number,
+    fault: () => Promise<void>,
+): Promise<number> {
+    const gate = progressGate();
+    const burst = resilientBurst(users, perUser, gate.progress);
+    await gate.reached(faultAt);
+    await fault();
+    await burst;
+    await env.auditor.waitForRoomEvent(() => {
+        const seen = countersByUser(env.auditor.received);
+        return users.every((u) => seen.get(u.userId)?.at(-1) === perUser - 1);
+    }, 300_000);
+    await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
+    await env.auditor.syncOnce(0);
+    const missing = expectOnceInOrderOrNoticed(env.auditor.received, users, perUser);
+    expect((await env.verify()).report?.problems).toEqual([]);
+    return missing;
+}
+
+/** On a failed test: what an admin would look at (the queue, the appservice's output, the logs). */
+export function reportOnFailure(env: () => TestEnv | undefined, onTestFailed: (fn: () => Promise<void>) => void): void {
+    onTestFailed(async () => {
+        const current = env();
+        if (!current) return;
+        const depth = await outboxDepth(current).catch((err: unknown) => String(err));
+        const worker = current.synapse.worker ? current.synapse.logTail(60, current.synapse.workerLogPath) : "";
+        process.stderr.write(
+            `\n--- diagnostics: outbox depth ${depth}, ${current.auditor.received.length} audit messages received\n` +
+                `--- last messages:\n${current.auditor.bodies().slice(-10).join("\n")}\n` +
+                `--- appservice output (tail):\n${current.appservice.output.slice(-3000)}\n` +
+                `--- homeserver.log (tail):\n${current.synapse.logTail(60)}\n` +
+                (worker ? `--- worker.log (tail):\n${worker}\n` : ""),
+        );
+    });
+}
+
 /** How many changes the fault-injection build of the host module holds unwritten (from its log lines). */
 export function heldChanges(logPath: string): number {
     return (readFileSync(logPath, "utf8").match(/HELD change of/g) ?? []).length;
@@ -156,4 +202,6 @@ export function auditBody(user: string, type: string, json: string, room?: strin
     return `${user} has changed their account data for type ${type} to: ${json}` + (room ? ` (in room ${room})` : "");
 }
 
-export { outboxDepth } from "../../src/devenv/TestEnv.js";
+import { outboxDepth } from "../../src/devenv/TestEnv.js";
+
+export { outboxDepth };

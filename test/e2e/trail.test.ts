@@ -9,7 +9,7 @@ import type { MatrixHttp } from "../../src/devenv/MatrixHttp.js";
 import { MAIN_JS } from "../../src/devenv/AppserviceProcess.js";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
 import { RECORD_KEY } from "../../src/modules/audit/Record.js";
-import { DATABASE, newUsers, outboxDepth } from "./helpers.js";
+import { DATABASE, newUsers, outboxDepth, reportOnFailure } from "./helpers.js";
 
 /** Runs the appservice's command line to its end. */
 function runMain(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -31,9 +31,7 @@ describe(`the tamper-evident trail (${DATABASE})`, () => {
         });
         users = await newUsers(env, "t", 3);
         await env.auditor.catchUp();
-        onTestFailed(() => {
-            process.stderr.write(`\n--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n`);
-        });
+        reportOnFailure(() => env, onTestFailed);
     });
     afterEach(async () => {
         await env?.tearDown();

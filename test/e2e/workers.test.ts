@@ -6,15 +6,12 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTestEnv, HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
 import {
     auditBody,
+    burstThroughFault,
     DATABASE,
-    countersByUser,
-    expectOnceInOrderOrNoticed,
     gapNotices,
     heldChanges,
     newUsers,
-    outboxDepth,
-    progressGate,
-    resilientBurst,
+    reportOnFailure,
 } from "./helpers.js";
 
 describe.skipIf(DATABASE !== "postgres")("Synapse with an account-data writer worker", () => {
@@ -23,14 +20,7 @@ describe.skipIf(DATABASE !== "postgres")("Synapse with an account-data writer wo
     beforeEach(async ({ onTestFailed }) => {
         env = await createTestEnv({ workers: true });
         await env.auditor.catchUp();
-        onTestFailed(async () => {
-            process.stderr.write(
-                `\n--- ${env.auditor.received.length} audit messages received\n` +
-                    `--- appservice output (tail):\n${env.appservice.output.slice(-3000)}\n` +
-                    `--- homeserver.log (tail):\n${env.synapse.logTail(40)}\n` +
-                    `--- worker.log (tail):\n${env.synapse.logTail(60, env.synapse.workerLogPath)}\n`,
-            );
-        });
+        reportOnFailure(() => env, onTestFailed);
     });
     afterEach(async () => {
         await env?.tearDown();
@@ -73,19 +63,7 @@ describe.skipIf(DATABASE !== "postgres")("Synapse with an account-data writer wo
 
     it("10 users × 50 changes through the main process, writer worker SIGKILLed mid-burst: once each, in order", async () => {
         const users = await newUsers(env, "b", 10);
-        const gate = progressGate();
-        const burst = resilientBurst(users, 50, gate.progress);
-        await gate.reached(200);
-        await env.restartWorker({ signal: "SIGKILL" });
-        await burst;
-        await env.auditor.waitForRoomEvent(() => {
-            const seen = countersByUser(env.auditor.received);
-            return users.every((u) => seen.get(u.userId)?.at(-1) === 49);
-        }, 300_000);
-        await expect.poll(() => outboxDepth(env), { timeout: 60_000 }).toBe(0);
-        await env.auditor.syncOnce(0);
-        const lost = expectOnceInOrderOrNoticed(env.auditor.received, users, 50);
-        expect((await env.verify()).report?.problems).toEqual([]);
+        const lost = await burstThroughFault(env, users, 50, 200, () => env.restartWorker({ signal: "SIGKILL" }));
         process.stderr.write(`SIGKILL of the writer worker mid-burst: ${lost} of 500 values lost\n`);
     });
 });

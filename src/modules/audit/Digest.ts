@@ -1,8 +1,10 @@
 /**
  * Digest mode's message: several consecutive changes in one event. Its body is their messages, one per line
  * (each exactly what the change alone would say); its HTML a list; its record `{"kind": "digest", "records":
- * [...]}` with each change's record. What does not fit in one event is left out in the same order as for a
- * single change: the HTML's copies of the contents, then the records', then the bodies' (each line says so).
+ * [...]}` with each change's record, compacted: after the first, a record leaves out `version` and `kind`, and
+ * `prev_hash` and `prev_posted` where they point at the record before it in the digest (README, "Digest
+ * mode"). What does not fit in one event is left out as for a single change: the HTML's copies of the contents
+ * first, then the records'. A digest that still does not fit is split (see AuditModule).
  */
 import { prettyJson, pythonDumps } from "../../json/PythonJson.js";
 import type { DigestChange } from "../ModuleApi.js";
@@ -16,20 +18,19 @@ export interface DecidedChange {
     decision: Decision;
 }
 
-type Copies = "all" | "no_html" | "body_only" | "none";
+type Copies = "all" | "no_html" | "body_only";
 
 function size(content: Record<string, unknown>): number {
     return Buffer.byteLength(JSON.stringify(content), "utf8");
 }
 
-function line({ change, decision }: DecidedChange, copies: Copies): string {
-    const bytes = Buffer.byteLength(change.contentJson, "utf8");
+/** The change's message line: exactly what it would post on its own, at its level. */
+function line({ change, decision }: DecidedChange): string {
     if (decision.level === "metadata") {
+        const bytes = Buffer.byteLength(change.contentJson, "utf8");
         return auditMessageBody(change.userId, change.roomId, change.type, withheldText(bytes, change.keyedDigest));
     }
-    const shown =
-        copies === "none" ? `[content left out of this digest to fit: ${bytes} bytes]` : pythonDumps(change.content);
-    return auditMessageBody(change.userId, change.roomId, change.type, shown);
+    return auditMessageBody(change.userId, change.roomId, change.type, pythonDumps(change.content));
 }
 
 function item({ change, decision }: DecidedChange, copies: Copies): string {
@@ -43,28 +44,46 @@ function item({ change, decision }: DecidedChange, copies: Copies): string {
     return `<li>${changeHtml({ ...change, contentHtml })}</li>`;
 }
 
+/** Drops from each record after the first what the record before it in the digest says already. */
+export function compactRecords(records: Record<string, unknown>[]): Record<string, unknown>[] {
+    return records.map((record, i) => {
+        const before = records[i - 1];
+        if (!before) return record;
+        const { version: _v, kind: _k, ...rest } = record;
+        const posted = record.prev_posted as { seq?: unknown; hash?: unknown } | null | undefined;
+        if (rest.prev_hash !== undefined && rest.prev_hash === before.hash) delete rest.prev_hash;
+        if (posted && posted.seq === before.seq && posted.hash === before.hash) delete rest.prev_posted;
+        return rest;
+    });
+}
+
 function build(posted: readonly DecidedChange[], copies: Copies): Record<string, unknown> {
     const withContent = copies === "all" || copies === "no_html";
     return {
         msgtype: "m.text",
-        body: posted.map((d) => line(d, copies)).join("\n"),
+        body: posted.map(line).join("\n"),
         format: "org.matrix.custom.html",
         formatted_body: `<p>${posted.length} account-data changes:</p><ul>${posted.map((d) => item(d, copies)).join("")}</ul>`,
         [RECORD_KEY]: {
             version: RECORD_VERSION,
             kind: "digest",
-            records: posted.map(({ change, decision }) =>
-                changeRecord(change, decision.level === "metadata" ? "metadata" : "full", withContent),
+            records: compactRecords(
+                posted.map(({ change, decision }) =>
+                    changeRecord(change, decision.level === "metadata" ? "metadata" : "full", withContent),
+                ),
             ),
         },
     };
 }
 
-/** The message for the posted changes of a digest, within `budget` bytes of JSON if at all possible. */
-export function digestMessage(posted: readonly DecidedChange[], budget: number): Record<string, unknown> {
+/**
+ * The message for the posted changes of a digest within `budget` bytes of JSON, every body line whole; null if
+ * it cannot fit (the digest is then split).
+ */
+export function digestMessage(posted: readonly DecidedChange[], budget: number): Record<string, unknown> | null {
     for (const copies of ["all", "no_html", "body_only"] as const) {
         const message = build(posted, copies);
         if (size(message) <= budget) return message;
     }
-    return build(posted, "none");
+    return null;
 }

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 from synapse.storage.database import LoggingTransaction
 
+from .meta import get_meta_txn, set_meta_txn
 from .outbox import KIND_CHANGE, NewChange
 
 RECORDED_TABLE = "account_data_audit_recorded"
-STATE_TABLE = "account_data_audit_state"
 
 #: The position up to which every account-data change is in the outbox or was handled by recovery.
 STATE_RECOVERED_THROUGH = "recovered_through"
@@ -38,7 +38,6 @@ _CREATE = [
     # key_hash identifies the account-data key (user, room, type) without storing it again.
     f"CREATE TABLE IF NOT EXISTS {RECORDED_TABLE} (stream_id BIGINT PRIMARY KEY, key_hash BIGINT NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {RECORDED_TABLE}_key ON {RECORDED_TABLE} (key_hash, stream_id)",
-    f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
 ]
 
 
@@ -156,16 +155,13 @@ def insert_claims_txn(txn: LoggingTransaction, claims: list[tuple[int, AccountDa
 
 
 def get_state_txn(txn: LoggingTransaction, name: str) -> int | None:
-    txn.execute(f"SELECT value FROM {STATE_TABLE} WHERE name = ?", (name,))
-    row = txn.fetchone()
-    return int(row[0]) if row is not None else None
+    """A number kept in ``account_data_audit_meta``."""
+    value = get_meta_txn(txn, name)
+    return int(value) if value is not None else None
 
 
 def set_state_txn(txn: LoggingTransaction, name: str, value: int) -> None:
-    txn.execute(
-        f"INSERT INTO {STATE_TABLE} (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = ?",
-        (name, value, value),
-    )
+    set_meta_txn(txn, name, str(value))
 
 
 def prune_claims_txn(txn: LoggingTransaction, keep: int, advance_recovered_through: bool) -> int | None:

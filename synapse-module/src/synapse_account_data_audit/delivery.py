@@ -102,6 +102,7 @@ class Deliverer:
         self._acked: Any = None
         #: Digest mode as the appservice last asked for it (see ``digests``); off until it says.
         self._digest: DigestPolicy | None = None
+        self._digest_heard = False
 
     def kick(self) -> None:
         """Makes sure a drain pass runs soon; cheap, and never waits for it."""
@@ -115,6 +116,11 @@ class Deliverer:
         try:
             if self._head is _NO_HEAD:
                 self._head, self._acked = await self._outbox.heads()
+            if not self._digest_heard:
+                # What the appservice last said, kept across restarts: a backlog waiting at startup goes
+                # out in digests from the first batch.
+                self._digest = DigestPolicy.from_answer(await self._outbox.digest_settings())
+                self._digest_heard = True
             while True:
                 self._more = False
                 failed = await self._send_pipelined()
@@ -183,7 +189,10 @@ class Deliverer:
         except Exception as e:
             return e, _NO_HEAD
         if isinstance(answer, dict) and "digest" in answer:
-            self._digest = DigestPolicy.from_answer(answer["digest"])
+            policy = DigestPolicy.from_answer(answer["digest"])
+            if policy != self._digest:
+                self._digest = policy
+                await self._outbox.save_digest_settings(answer["digest"] if policy else None)
         return None, _posted_head(answer)
 
     async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:

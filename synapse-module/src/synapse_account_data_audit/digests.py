@@ -2,9 +2,10 @@
 
 The appservice asks for it (``sending.digest`` in its config) and says how, in its answers; the delivery loop
 here decides the grouping when it fetches a batch and records it in the outbox (``digest_group``: the first
-seq of the group) before sending anything, so every resend, after any restart or crash, carries exactly the
-same groups, and the appservice posts each as one event with the same transaction ID. A group never changes
-once recorded and never straddles a batch.
+seq of the group, or ``ALONE``) before sending anything, so every resend, after any restart or crash, carries
+exactly the same groups, and the appservice posts each as one event with the same transaction ID. Every row
+fetched gets its decision, so a row once sent on its own (it may have been posted) is never put into a group
+later. A group never changes once recorded and never straddles a batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from synapse.storage.database import LoggingTransaction
 from .outbox import KIND_CHANGE, KIND_RECOVERED, TABLE, OutboxRow, fetch_batch_txn
 
 _GROUPABLE = frozenset({KIND_CHANGE, KIND_RECOVERED})
+
+#: ``digest_group`` of a row decided to go on its own (seqs start at 1).
+ALONE = 0
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,9 @@ def fetch_for_delivery_txn(
     """The next batch, with digest groups decided and recorded where a backlog calls for them, and never
     ending inside a group (a group is delivered whole)."""
     rows = fetch_batch_txn(txn, limit, max_bytes, after_seq)
-    if policy is not None and rows:
+    if not rows:
+        return rows
+    if policy is not None:
         txn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE seq > ?", (after_seq,))
         count = txn.fetchone()
         if count is not None and int(count[0]) > policy.min_backlog:
@@ -79,8 +85,13 @@ def fetch_for_delivery_txn(
                 )
             group_of = {seq: first for first, end in groups for seq in range(first, end + 1)}
             rows = [replace(r, digest_group=group_of[r.seq]) if r.seq in group_of else r for r in rows]
-    last = rows[-1] if rows else None
-    if last is not None and last.digest_group is not None and _group_goes_on(txn, last):
+    txn.execute(
+        f"UPDATE {TABLE} SET digest_group = ? WHERE seq >= ? AND seq <= ? AND digest_group IS NULL",
+        (ALONE, rows[0].seq, rows[-1].seq),
+    )
+    rows = [r if r.digest_group is not None else replace(r, digest_group=ALONE) for r in rows]
+    last = rows[-1]
+    if last.digest_group and _group_goes_on(txn, last):
         # Cut off inside a group (a group recorded by an earlier attempt, and a smaller batch now): send the
         # rows before it, or the whole group if it is all there is.
         rows = [r for r in rows if r.digest_group != last.digest_group] or _whole_group_txn(

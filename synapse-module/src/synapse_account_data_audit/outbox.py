@@ -95,7 +95,8 @@ class OutboxRow(NewChange):
     """A change in the outbox, with its sequence number."""
 
     seq: int = field(kw_only=True)
-    #: The first seq of the digest this row is delivered in (see ``digests``), once decided; never changes.
+    #: The first seq of the digest this row is delivered in, or 0 to go alone, once decided (see ``digests``);
+    #: never changes.
     digest_group: int | None = field(default=None, kw_only=True)
 
     def to_wire(self) -> dict[str, Any]:
@@ -124,7 +125,7 @@ class OutboxRow(NewChange):
             wire["keyed_digest"] = self.keyed_digest
         if self.hash is not None:
             wire["chain"] = {"prev": self.prev_hash, "hash": self.hash}
-        if self.digest_group is not None:
+        if self.digest_group:  # 0: decided to go alone
             wire["digest_group"] = self.digest_group
         return wire
 

@@ -58,6 +58,8 @@ def record_txn(
 #: appservice): JSON {"seq", "hash"}.
 POSTED_HEAD_NAME = "posted_head"
 ACKED_HEAD_NAME = "acked_head"
+#: The appservice's digest settings as it last gave them.
+DIGEST_NAME = "digest_settings"
 
 
 def delete_delivered_txn(
@@ -122,6 +124,16 @@ class AuditStore:
         await self._api.run_db_interaction(
             "account_data_audit_delete", delete_delivered_txn, first_seq, last_seq, posted_head, acked_head
         )
+
+    async def digest_settings(self) -> Any:
+        """The appservice's digest settings as it last gave them (see ``digests``), or None."""
+        await self.ensure_tables()
+        text = await self._api.run_db_interaction("account_data_audit_digest", meta.get_meta_txn, DIGEST_NAME)
+        return json.loads(text) if text else None
+
+    async def save_digest_settings(self, settings: Any) -> None:
+        text = json.dumps(settings, separators=(",", ":"))
+        await self._api.run_db_interaction("account_data_audit_digest", meta.set_meta_txn, DIGEST_NAME, text)
 
     async def heads(self) -> tuple[Any, Any]:
         """The appservice's posted head and the last acknowledged row ({"seq", "hash"} mappings, or None)."""
