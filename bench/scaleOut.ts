@@ -7,7 +7,7 @@ import { fillOutbox, measureThroughput, round2, type Throughput } from "./burst.
 import { log } from "./stats.ts";
 
 /** Digest mode with its defaults (sending.digest), switched on. */
-export const DIGEST = { enabled: true, min_backlog: 10, max_changes: 50, max_bytes: 16_000 };
+export const DIGEST = { enabled: true, min_backlog: 10, max_changes: 50, max_bytes: 16_000, lanes: 8 };
 
 const digestConfig = { sending: { digest: DIGEST } };
 

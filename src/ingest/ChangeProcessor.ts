@@ -129,12 +129,14 @@ export class ChangeProcessor {
         await earlierBatch;
         const firstFailure = settled.findIndex((s) => s.status === "rejected");
         if (firstFailure === -1) {
-            const last = changes.at(-1);
-            const acknowledgedThrough = last ? lastSeqOf(last) : null;
+            const acknowledgedThrough = changes.reduce<number | null>(
+                (max, u) => Math.max(max ?? -1, lastSeqOf(u)),
+                null,
+            );
             if (acknowledgedThrough !== null) this.metrics?.lastSeq.set(acknowledgedThrough);
             return { acknowledgedThrough, postedHead: this.headThrough(acknowledgedThrough) };
         }
-        const processedThrough = firstFailure > 0 ? lastSeqOf(changes[firstFailure - 1] as AuditUnit) : null;
+        const processedThrough = handledThrough(changes, firstFailure);
         const reason = (settled[firstFailure] as PromiseRejectedResult).reason as Error;
         const failed = changes[firstFailure] as AuditUnit;
         throw new BatchFailedError(
@@ -192,4 +194,19 @@ export class ChangeProcessor {
             this.recentIds.delete(this.recentIds.values().next().value as string);
         }
     }
+}
+
+/**
+ * How far the units before `failed` (units in order of their first seq) handled every seq: up to where no
+ * digest among them reaches past the next unit's first seq (digests of different lanes interleave, and a
+ * digest is acknowledged whole or not at all, so its replay is the same event). Null if nowhere.
+ */
+function handledThrough(units: readonly AuditUnit[], failed: number): number | null {
+    let reach = -1;
+    let through: number | null = null;
+    for (let i = 0; i < failed; i++) {
+        reach = Math.max(reach, lastSeqOf(units[i] as AuditUnit));
+        if ((units[i + 1] as AuditUnit).seq > reach) through = reach;
+    }
+    return through;
 }

@@ -1,50 +1,48 @@
 /**
- * Decides which change runs next: at most `limit` at once, one user's changes strictly one after another,
- * and among the changes free to run, always the lowest sequence number. So with `limit` 1 the audit room
- * is in exact sequence order, and with more, different users' changes overlap but none overtakes an older
- * one that could have run. A gap notice runs alone: it starts once everything before it has finished, and
- * nothing after it starts before it has finished, so it sits in the room exactly where its seq puts it.
+ * Decides which unit runs next: at most `limit` at once; units that share an ordering key (a user: a change
+ * has one, a digest one per user in it) strictly one after another, in seq order; and among the units free to
+ * run, always the lowest sequence number. So with `limit` 1 the audit room is in exact sequence order, and
+ * with more, units of different users overlap but none overtakes an older one that could have run. A gap
+ * notice runs alone: it starts once everything before it has finished, and nothing after it starts before it
+ * has finished, so it sits in the room exactly where its seq puts it.
+ *
+ * Each key has a queue of its units, the running one first; a unit is ready when it heads the queues of all
+ * its keys. Ready units wait in a min-heap by seq, so each step costs O(keys + log n), whatever the backlog.
  */
-import { type AuditUnit, orderingKey, runsAlone } from "../modules/ModuleHost.js";
+import { type AuditUnit, orderingKeys, runsAlone } from "../modules/ModuleHost.js";
 
 interface Job {
-    change: AuditUnit;
+    unit: AuditUnit;
+    keys: string[];
+    /** Keys whose queue this job does not head yet. */
+    waitingOn: number;
     resolve(): void;
     reject(err: unknown): void;
 }
 
-interface Entry {
-    seq: number;
-    userId: string;
-}
-
-/** Users whose next change may run, lowest head seq first (a binary min-heap). */
-class ReadyUsers {
-    private readonly heap: Entry[] = [];
+/** Ready jobs, lowest seq first (a binary min-heap). */
+class ReadyJobs {
+    private readonly heap: Job[] = [];
 
     public get size(): number {
         return this.heap.length;
     }
 
-    public peek(): string | undefined {
-        return this.heap[0]?.userId;
-    }
-
-    public push(seq: number, userId: string): void {
-        this.heap.push({ seq, userId });
+    public push(job: Job): void {
+        this.heap.push(job);
         let i = this.heap.length - 1;
         while (i > 0) {
             const parent = (i - 1) >> 1;
-            if (this.seqAt(parent) <= seq) break;
+            if (this.seqAt(parent) <= job.unit.seq) break;
             this.swap(i, parent);
             i = parent;
         }
     }
 
-    public pop(): string | undefined {
+    public pop(): Job | undefined {
         const top = this.heap[0];
         const last = this.heap.pop();
-        if (top === undefined || last === undefined || this.heap.length === 0) return top?.userId;
+        if (top === undefined || last === undefined || this.heap.length === 0) return top;
         this.heap[0] = last;
         for (let i = 0; ;) {
             let smallest = i;
@@ -55,81 +53,154 @@ class ReadyUsers {
             this.swap(i, smallest);
             i = smallest;
         }
-        return top.userId;
+        return top;
     }
 
     private seqAt(i: number): number {
-        return (this.heap[i] as Entry).seq;
+        return (this.heap[i] as Job).unit.seq;
     }
 
     private swap(i: number, j: number): void {
-        const entry = this.heap[i] as Entry;
-        this.heap[i] = this.heap[j] as Entry;
-        this.heap[j] = entry;
+        const job = this.heap[i] as Job;
+        this.heap[i] = this.heap[j] as Job;
+        this.heap[j] = job;
     }
 }
 
 export class ChangeScheduler {
-    /** Each user's changes not yet started, oldest first; a user is in `ready` or running, never both. */
-    private readonly queued = new Map<string, Job[]>();
-    private readonly ready = new ReadyUsers();
-    private readonly runningUsers = new Set<string>();
-    private exclusiveRunning = false;
+    /** Per key: its jobs not yet finished, in seq order; the head may be running. */
+    private readonly queues = new Map<string, Job[]>();
+    private readonly ready = new ReadyJobs();
+    private running = 0;
+    /** Jobs admitted to the queues and not finished (a gap notice waits until there are none). */
+    private admitted = 0;
+    /** The gap notice running, or the first one waiting, and every job submitted after it, in order. */
+    private barrier: Job[] = [];
+    private gapRunning = false;
 
     public constructor(
         private readonly limit: number,
-        private readonly run: (change: AuditUnit) => Promise<void>,
+        private readonly run: (unit: AuditUnit) => Promise<void>,
     ) {}
 
     /**
-     * Resolves when `change` has run. Rejects with the error of an earlier change of the same user that
-     * failed while this one waited: it must not run ahead of that one (it is retried with it).
+     * Resolves when `unit` has run. Rejects with the error of an earlier unit sharing a key with it that failed
+     * while this one waited: it must not run ahead of that one (it is retried with it).
      */
-    public submit(change: AuditUnit): Promise<void> {
+    public submit(unit: AuditUnit): Promise<void> {
         return new Promise<void>((resolve, reject) => {
-            const userId = orderingKey(change);
-            const queue = this.queued.get(userId);
-            if (queue) {
-                queue.push({ change, resolve, reject });
-            } else {
-                this.queued.set(userId, [{ change, resolve, reject }]);
-                if (!this.runningUsers.has(userId)) this.ready.push(change.seq, userId);
-            }
+            const job: Job = { unit, keys: orderingKeys(unit), waitingOn: 0, resolve, reject };
+            if (this.barrier.length > 0 || runsAlone(unit)) this.barrier.push(job);
+            else this.admit(job);
             this.startReady();
         });
     }
 
+    private admit(job: Job): void {
+        this.admitted++;
+        for (const key of job.keys) {
+            const queue = this.queues.get(key);
+            if (queue) {
+                queue.push(job);
+                job.waitingOn++;
+            } else {
+                this.queues.set(key, [job]);
+            }
+        }
+        if (job.waitingOn === 0) this.ready.push(job);
+    }
+
     private startReady(): void {
-        while (!this.exclusiveRunning && this.runningUsers.size < this.limit && this.ready.size > 0) {
-            const next = (this.queued.get(this.ready.peek() as string) as Job[])[0] as Job;
-            const exclusive = runsAlone(next.change);
-            if (exclusive && this.runningUsers.size > 0) return;
-            const userId = this.ready.pop() as string;
-            const queue = this.queued.get(userId) as Job[];
-            const job = queue.shift() as Job;
-            if (queue.length === 0) this.queued.delete(userId);
-            this.runningUsers.add(userId);
-            this.exclusiveRunning = exclusive;
-            this.run(job.change).then(
-                () => {
-                    job.resolve();
-                    this.finished(userId);
-                },
-                (err: unknown) => {
-                    job.reject(err);
-                    for (const waiting of this.queued.get(userId) ?? []) waiting.reject(err);
-                    this.queued.delete(userId);
-                    this.finished(userId);
-                },
-            );
+        if (this.gapRunning) return;
+        while (this.running < this.limit && this.ready.size > 0) this.start(this.ready.pop() as Job);
+        const gap = this.barrier[0];
+        if (gap && this.admitted === 0) {
+            this.gapRunning = true;
+            this.start(gap);
         }
     }
 
-    private finished(userId: string): void {
-        this.runningUsers.delete(userId);
-        this.exclusiveRunning = false;
-        const next = this.queued.get(userId)?.[0];
-        if (next) this.ready.push(next.change.seq, userId);
+    private start(job: Job): void {
+        this.running++;
+        this.run(job.unit).then(
+            () => {
+                job.resolve();
+                this.finished(job, null);
+            },
+            (err: unknown) => {
+                job.reject(err);
+                this.finished(job, err);
+            },
+        );
+    }
+
+    private finished(job: Job, err: unknown): void {
+        this.running--;
+        if (runsAlone(job.unit)) {
+            this.gapRunning = false;
+            const after = this.barrier.splice(0).slice(1); // the gap notice heads the barrier
+            // Admitted in order, up to the next gap notice, which becomes the barrier.
+            for (const next of after) {
+                if (this.barrier.length > 0 || runsAlone(next.unit)) this.barrier.push(next);
+                else this.admit(next);
+            }
+        } else {
+            this.admitted--;
+            if (err !== null) this.rejectBehind(job, err);
+            this.release(job);
+        }
         this.startReady();
+    }
+
+    /** Takes `job` off the head of its queues; the next job of each may become ready. */
+    private release(job: Job): void {
+        for (const key of job.keys) {
+            const queue = this.queues.get(key) as Job[];
+            queue.shift();
+            const next = queue[0];
+            if (!next) this.queues.delete(key);
+            else if (--next.waitingOn === 0) this.ready.push(next);
+        }
+    }
+
+    /**
+     * After `failed` (heading its queues) failed: every job behind it in one of its queues fails with its error,
+     * so does every job behind those in any of their queues, and every job waiting behind a gap notice that
+     * shares a key with any of them. None of them was ready (each waited behind a failed one).
+     */
+    private rejectBehind(failed: Job, err: unknown): void {
+        const rejected = new Set<Job>();
+        const cut = (key: string, from: number) => {
+            const queue = this.queues.get(key);
+            if (!queue || from < 0 || from >= queue.length) return;
+            for (const job of queue.splice(from)) rejected.add(job);
+            if (queue.length === 0) this.queues.delete(key);
+        };
+        for (const key of failed.keys) cut(key, 1);
+        // A Set's iteration also visits what is added during it.
+        for (const job of rejected) {
+            for (const key of job.keys) cut(key, this.queues.get(key)?.indexOf(job) ?? -1);
+        }
+        const keys = new Set(failed.keys);
+        for (const job of rejected) {
+            job.reject(err);
+            this.admitted--;
+            for (const key of job.keys) keys.add(key);
+        }
+        this.rejectSharingKeys(keys, this.barrier, err);
+    }
+
+    /** Rejects, in order, the jobs of `jobs` that share a key with `keys` (which grows with theirs). */
+    private rejectSharingKeys(keys: Set<string>, jobs: Job[], err: unknown): void {
+        for (let i = 0; i < jobs.length;) {
+            const job = jobs[i] as Job;
+            if (job.keys.some((k) => keys.has(k))) {
+                job.reject(err);
+                jobs.splice(i, 1);
+                for (const k of job.keys) keys.add(k);
+            } else {
+                i++;
+            }
+        }
     }
 }

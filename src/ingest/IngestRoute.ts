@@ -48,6 +48,7 @@ export interface DigestAdvice {
     min_backlog: number;
     max_changes: number;
     max_bytes: number;
+    lanes: number;
 }
 
 export function changesHandler(

@@ -32,7 +32,7 @@ export interface GapRecord extends AuditGap {
     readonly kind: "gap";
 }
 
-/** Consecutive changes the host module grouped into one digest (their `digestGroup` is the first seq). */
+/** Changes the host module grouped into one digest (their `digestGroup` is the first seq). */
 export interface DigestRecord {
     readonly kind: "digest";
     readonly id: string;
@@ -57,36 +57,45 @@ export function lastSeqOf(unit: AuditUnit): number {
     return unit.kind === "digest" ? unit.lastSeq : unit.seq;
 }
 
-/** A gap notice, and a digest (which holds several users' changes), run alone. */
+/** A gap notice runs alone: after everything before it, before anything after it. */
 export function runsAlone(unit: AuditUnit): boolean {
-    return unit.kind === "gap" || unit.kind === "digest";
+    return unit.kind === "gap";
 }
 
-/** Groups consecutive changes of one digest group into a DigestRecord; other records stay as they are. */
+/**
+ * Groups the changes of each digest group (the host module's `digestGroup`, the group's first seq) into a
+ * DigestRecord, in seq order; other records stay as they are. A group's changes need not be consecutive: the
+ * host module groups each lane of users on its own, so groups interleave. Units come in order of their first seq.
+ */
 export function toUnits(records: readonly AuditRecord[]): AuditUnit[] {
-    const units: AuditUnit[] = [];
+    const units: (AuditRecord | AccountDataChange[])[] = [];
+    const groups = new Map<number, AccountDataChange[]>();
     for (const record of records) {
         const group = isChange(record) ? (record.digestGroup ?? null) : null;
-        const previous = units.at(-1);
-        if (group !== null && previous?.kind === "digest" && previous.changes[0]?.digestGroup === group) {
-            units[units.length - 1] = {
-                ...previous,
-                lastSeq: record.seq,
-                changes: [...previous.changes, record as AccountDataChange],
-            };
-        } else if (group !== null) {
-            units.push({
-                kind: "digest",
-                id: record.id,
-                seq: record.seq,
-                lastSeq: record.seq,
-                changes: [record as AccountDataChange],
-            });
-        } else {
+        if (group === null || !isChange(record)) {
             units.push(record);
+            continue;
+        }
+        const members = groups.get(group);
+        if (members) {
+            members.push(record);
+        } else {
+            groups.set(group, [record]);
+            units.push(groups.get(group) as AccountDataChange[]);
         }
     }
-    return units;
+    return units.map((unit) => (Array.isArray(unit) ? digestOf(unit) : unit));
+}
+
+function digestOf(changes: AccountDataChange[]): DigestRecord {
+    const first = changes[0] as AccountDataChange;
+    return {
+        kind: "digest",
+        id: first.id,
+        seq: first.seq,
+        lastSeq: (changes.at(-1) as AccountDataChange).seq,
+        changes,
+    };
 }
 
 export function isGap(record: AuditUnit): record is GapRecord {
@@ -98,11 +107,13 @@ export function isChange(record: AuditUnit): record is AccountDataChange {
 }
 
 /**
- * Units with the same key are handled one after another, in order: a user's changes and (de)activations;
- * each gap notice and digest alone.
+ * Units that share a key are handled one after another, in seq order: a user's changes and (de)activations,
+ * and a digest with each of its users' other units. A gap notice has no key: it runs alone.
  */
-export function orderingKey(unit: AuditUnit): string {
-    return unit.kind === "gap" || unit.kind === "digest" ? `\u0000${unit.kind}:${unit.id}` : unit.userId;
+export function orderingKeys(unit: AuditUnit): string[] {
+    if (unit.kind === "gap") return [];
+    if (unit.kind === "digest") return [...new Set(unit.changes.map((c) => c.userId))];
+    return [unit.userId];
 }
 
 interface DispatchContext {

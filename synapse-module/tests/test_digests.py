@@ -1,7 +1,14 @@
 """Digest mode: groups are decided once, recorded in the outbox, and never straddle a batch."""
 
 from synapse_account_data_audit import outbox
-from synapse_account_data_audit.digests import DigestPolicy, fetch_for_delivery_txn, plan_groups
+from synapse_account_data_audit.delivery import _half_length
+from synapse_account_data_audit.digests import (
+    DigestPolicy,
+    fetch_for_delivery_txn,
+    lane_of,
+    plan_groups,
+    whole_group_prefixes,
+)
 from synapse_account_data_audit.outbox import KIND_GAP, NewChange
 from synapse_account_data_audit.store import create_tables_txn, record_txn
 
@@ -10,13 +17,13 @@ from .fakes import FakeDatabase
 POLICY = DigestPolicy(min_backlog=5, max_changes=3, max_bytes=1000)
 
 
-def setup(n: int, gap_at: int | None = None) -> FakeDatabase:
+def setup(n: int, gap_at: int | None = None, users: tuple[str, ...] = ("@u:test.local",)) -> FakeDatabase:
     db = FakeDatabase()
     db.run("", create_tables_txn)
     changes = [
         NewChange(
             f"c{i}",
-            "@u:test.local",
+            users[(i - 1) % len(users)],
             None,
             "m.t",
             f'{{"i":{i}}}',
@@ -73,6 +80,52 @@ def test_a_batch_never_ends_inside_a_group() -> None:
     fetch(db, 9)  # groups 1-3, 4-6, 7-9
     assert [r.seq for r in fetch(db, 5)] == [1, 2, 3]  # 4-6 does not fit whole
     assert [r.seq for r in fetch(db, 2, after=3)] == [4, 5, 6]  # a group larger than the batch goes whole
+
+
+# Users in different lanes of two (crc32 of the user ID).
+A, C = "@a:test.local", "@c:test.local"
+LANES = DigestPolicy(min_backlog=0, max_changes=3, max_bytes=1000, lanes=2)
+
+
+def test_users_in_different_lanes_get_groups_of_their_own_which_share_no_user() -> None:
+    assert lane_of(A, 2) != lane_of(C, 2)
+    assert lane_of(A, 2) == lane_of(A, 2)
+    db = setup(10, users=(A, C))  # A: 1, 3, 5, 7, 9; C: 2, 4, 6, 8, 10
+    rows = fetch(db, 10, policy=LANES)
+    assert groups(rows) == [1, 2, 1, 2, 1, 2, 7, 8, 7, 8]
+    assert LANES.batch_rows == 6
+
+
+def test_a_notice_ends_every_lanes_group() -> None:
+    db = setup(8, gap_at=5, users=(A, C))
+    assert groups(fetch(db, 8, policy=LANES)) == [1, 2, 1, 2, 0, 6, 0, 6]  # 7 (@a) has no partner: alone
+
+
+def test_a_batch_never_cuts_groups_that_interleave() -> None:
+    db = setup(10, users=(A, C))
+    fetch(db, 10, policy=LANES)  # A: {1,3,5} {7,9}; C: {2,4,6} {8,10}
+    assert [r.seq for r in fetch(db, 8, policy=LANES)] == [1, 2, 3, 4, 5, 6]  # {7,9} and {8,10} go on
+    # A first group that goes on past a small batch comes whole, with every group it crosses.
+    assert [r.seq for r in fetch(db, 2, policy=LANES)] == [1, 2, 3, 4, 5, 6]
+    assert [r.seq for r in fetch(db, 1, after=6, policy=LANES)] == [7, 8, 9, 10]
+
+
+def test_a_413_halves_a_batch_without_cutting_a_group() -> None:
+    db = setup(10, users=(A, C))
+    rows = fetch(db, 10, policy=LANES)
+    assert whole_group_prefixes(rows) == [6, 10]
+    assert _half_length(rows) == 6  # the half (5) would cut both first groups: the smallest whole prefix
+    assert _half_length(rows[:6]) == 6  # cannot be halved
+    alone = fetch(setup(4), 4, policy=None)
+    assert _half_length(alone) == 2
+
+
+def test_lanes_come_from_the_answer_and_default_to_one() -> None:
+    settings = {"min_backlog": 1, "max_changes": 5, "max_bytes": 1000}
+    assert DigestPolicy.from_answer(settings) == DigestPolicy(1, 5, 1000, 1)
+    assert DigestPolicy.from_answer({**settings, "lanes": 4}) == DigestPolicy(1, 5, 1000, 4)
+    assert DigestPolicy.from_answer({**settings, "lanes": 0}) is None
+    assert DigestPolicy.from_answer({**settings, "lanes": True}) is None
 
 
 def test_the_delivery_loop_stores_the_appservices_digest_settings_to_use_after_a_restart() -> None:

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ChangeScheduler } from "../../src/ingest/ChangeScheduler.js";
-import type { AccountDataChange, GapRecord } from "../../src/modules/ModuleHost.js";
+import type { AccountDataChange, AuditUnit, GapRecord } from "../../src/modules/ModuleHost.js";
 
 const change = (seq: number, user: string) =>
     ({ id: `i${seq}`, seq, ts: 0, userId: user, roomId: null, type: "t" }) as AccountDataChange;
@@ -96,5 +96,123 @@ describe("ChangeScheduler", () => {
         const gapStart = events.indexOf("start 3");
         expect(events.slice(gapStart, gapStart + 2)).toEqual(["start 3", "end 3"]);
         expect(events.slice(0, gapStart).sort()).toEqual(["end 1", "end 2", "start 1", "start 2"]);
+    });
+});
+
+const digest = (seq: number, users: string[]) =>
+    ({
+        kind: "digest",
+        id: `d${seq}`,
+        seq,
+        lastSeq: seq,
+        changes: users.map((u, i) => change(seq + i, u)),
+    }) as unknown as AuditUnit;
+
+describe("ChangeScheduler with digests", () => {
+    it("runs digests of different users side by side, and one sharing a user after it", async () => {
+        const started: number[] = [];
+        const release = new Map<number, () => void>();
+        const scheduler = new ChangeScheduler(4, (c) => {
+            started.push(c.seq);
+            return new Promise<void>((resolve) => release.set(c.seq, resolve));
+        });
+        const done = [
+            digest(1, ["@a:x", "@b:x"]),
+            digest(10, ["@c:x", "@d:x"]),
+            change(20, "@b:x"),
+            digest(30, ["@d:x", "@e:x"]),
+            change(40, "@f:x"),
+        ].map((c) => scheduler.submit(c));
+        expect(started).toEqual([1, 10, 40]);
+        release.get(10)?.();
+        await tick();
+        expect(started).toEqual([1, 10, 40, 30]);
+        release.get(1)?.();
+        await tick();
+        expect(started).toEqual([1, 10, 40, 30, 20]);
+        for (const seq of [20, 30, 40]) release.get(seq)?.();
+        await Promise.all(done);
+    });
+
+    it("fails what waits behind a failed digest, through every user it shares, also behind a gap notice", async () => {
+        const ran: number[] = [];
+        const release = new Map<number, () => void>();
+        const scheduler = new ChangeScheduler(4, (c) => {
+            ran.push(c.seq);
+            if (c.seq === 1) return Promise.reject(new Error("refused"));
+            return new Promise<void>((resolve) => release.set(c.seq, resolve));
+        });
+        const gap = { kind: "gap", id: "g", seq: 50, ts: 0, lost: 1, keys: [] } as unknown as AuditUnit;
+        const results = Promise.allSettled(
+            [
+                change(0, "@c:x"), // runs, and holds @c
+                digest(1, ["@a:x", "@b:x"]), // fails
+                digest(10, ["@b:x", "@c:x"]), // behind it (@b)
+                change(20, "@c:x"), // behind 10 (@c)
+                change(30, "@d:x"), // unrelated
+                gap,
+                change(60, "@c:x"), // behind 20, past the gap
+                change(70, "@e:x"),
+            ].map((c) => scheduler.submit(c)),
+        );
+        await tick();
+        release.get(0)?.();
+        release.get(30)?.();
+        await tick();
+        release.get(50)?.();
+        await tick();
+        release.get(70)?.();
+        const status = (await results).map((r) => r.status);
+        expect(status).toEqual([
+            "fulfilled",
+            "rejected",
+            "rejected",
+            "rejected",
+            "fulfilled",
+            "fulfilled",
+            "rejected",
+            "fulfilled",
+        ]);
+        expect(ran).toEqual([0, 1, 30, 50, 70]);
+    });
+
+    it("keeps every user's order, the limit and gap notices alone, over a random mix", async () => {
+        let seed = 11;
+        const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+        const user = () => `@u${Math.floor(random() * 9)}:x`;
+        const units: AuditUnit[] = [];
+        for (let seq = 1; seq <= 600; seq++) {
+            const r = random();
+            if (r < 0.02)
+                units.push({ kind: "gap", id: `g${seq}`, seq, ts: 0, lost: 1, keys: [] } as unknown as AuditUnit);
+            else if (r < 0.4) units.push(digest(seq, [user(), user(), user()]));
+            else units.push(change(seq, user()));
+        }
+        const keysOf = (u: AuditUnit) =>
+            u.kind === "gap" ? [] : u.kind === "digest" ? [...new Set(u.changes.map((c) => c.userId))] : [u.userId];
+        const lastByUser = new Map<string, number>();
+        const running = new Set<AuditUnit>();
+        let maxRunning = 0;
+        const scheduler = new ChangeScheduler(5, async (u) => {
+            expect(running.size === 0 || u.kind !== "gap").toBe(true);
+            expect([...running].some((r) => r.kind === "gap")).toBe(false);
+            for (const key of keysOf(u)) {
+                expect(lastByUser.get(key) ?? 0).toBeLessThan(u.seq);
+                lastByUser.set(key, u.seq);
+                expect([...running].some((r) => keysOf(r).includes(key))).toBe(false);
+            }
+            running.add(u);
+            maxRunning = Math.max(maxRunning, running.size);
+            for (let i = Math.floor(random() * 3); i > 0; i--) await tick();
+            running.delete(u);
+        });
+        // Submitted in batches, as the processor does.
+        const all: Promise<void>[] = [];
+        for (let i = 0; i < units.length; i += 50) {
+            all.push(...units.slice(i, i + 50).map((u) => scheduler.submit(u)));
+            await tick();
+        }
+        await Promise.all(all);
+        expect(maxRunning).toBe(5);
     });
 });

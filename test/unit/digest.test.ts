@@ -31,6 +31,34 @@ describe("digest units", () => {
         ]);
     });
 
+    it("gathers a digest group's changes when groups of different lanes interleave", () => {
+        const units = toUnits([grouped(1, 1), grouped(2, 2), grouped(3, 1), grouped(4, null), grouped(5, 2)]);
+        expect(units.map((u) => (u.kind === "digest" ? u.changes.map((c) => c.seq).join("+") : String(u.seq)))).toEqual(
+            ["1+3", "2+5", "4"],
+        );
+        expect(units.map((u) => (u.kind === "digest" ? u.lastSeq : u.seq))).toEqual([3, 5, 4]);
+    });
+
+    it("acknowledges interleaved digests only where no digest crosses the point", async () => {
+        const failing = new Set<number>();
+        const processor = new ChangeProcessor({
+            dispatch: async (unit) => {
+                if (failing.has(unit.seq)) throw new Error("homeserver down");
+            },
+        });
+        // seqs 1-6 from `at`: 1 alone, digest 2 (2, 4), digest 3 (3, 5), 6 alone.
+        const batch = (at: number) =>
+            [null, 2, 3, 2, 3, null].map((g, i) => grouped(at + i, g === null ? null : at + g - 1));
+        expect(await processor.process(batch(1))).toMatchObject({ acknowledgedThrough: 6 });
+        // Digest 3 fails: digest 2 went out, but acknowledging through its 4 would cut digest 3, and through 2
+        // would cut digest 2 (its 4 would come back alone, as another event): only the change alone before them.
+        failing.add(9);
+        await expect(processor.process(batch(7))).rejects.toMatchObject({ processedThrough: 7 });
+        failing.clear();
+        failing.add(18);
+        await expect(processor.process(batch(13))).rejects.toMatchObject({ processedThrough: 17 });
+    });
+
     it("a module without a digest callback gets each change, in order", async () => {
         const { host } = setup();
         const seen: string[] = [];

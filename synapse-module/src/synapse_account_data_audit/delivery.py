@@ -24,7 +24,7 @@ from twisted.internet import defer
 
 from . import outbox
 from .config import AuditModuleConfig
-from .digests import DigestPolicy
+from .digests import DigestPolicy, whole_group_prefixes
 from .store import AuditStore
 
 logger = logging.getLogger(__name__)
@@ -149,8 +149,10 @@ class Deliverer:
         failed: tuple[list[outbox.OutboxRow], Exception] | None = None
         while True:
             if failed is None and len(in_flight) < self._config.batches_in_flight:
+                # In digest mode a batch has room for every lane to fill a digest.
+                limit = max(self._config.batch_size, self._digest.batch_rows if self._digest else 0)
                 rows = await self._outbox.fetch_batch(
-                    self._config.batch_size, self._config.max_batch_bytes, after_seq, self._digest
+                    limit, self._config.max_batch_bytes, after_seq, self._digest
                 )
                 if rows:
                     # ``follows`` lets the appservice start the batches in this order even if the requests,
@@ -197,7 +199,8 @@ class Deliverer:
 
     async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:
         """After ``rows`` failed with ``error``: backs off and sends them until acknowledged, then deletes
-        them. A 413 halves the batch at once (the rest follow in the next batches)."""
+        them. A 413 halves the batch at once, keeping digest groups whole (the rest follow in the next
+        batches)."""
         attempt = 0
         while rows:
             if isinstance(error, HttpResponseException):
@@ -215,7 +218,7 @@ class Deliverer:
                         [row for row in rows if row.seq <= done], _posted_head(_error_body(error))
                     )
                     rows = [row for row in rows if row.seq > done]
-                too_large = error.code == 413 and len(rows) > 1
+                too_large = error.code == 413 and _half_length(rows) < len(rows)
             else:
                 logger.warning(
                     "Could not deliver %d account-data changes (seq %d-%d) to %s: %s",
@@ -228,7 +231,7 @@ class Deliverer:
                 too_large = False
             if too_large:
                 # Too large together: send fewer at once.
-                rows = rows[: len(rows) // 2]
+                rows = rows[: _half_length(rows)]
             elif rows:
                 FAILURES.inc()
                 delay = backoff_delay(
@@ -268,3 +271,10 @@ class Deliverer:
         depth, oldest_ts = await self._outbox.stats()
         OUTBOX_DEPTH.set(depth)
         OLDEST_AGE.set(max(0.0, time.time() - oldest_ts / 1000) if oldest_ts is not None else 0)
+
+
+def _half_length(rows: list[outbox.OutboxRow]) -> int:
+    """How many of ``rows`` to send after a 413: about half, never cutting a digest group."""
+    lengths = whole_group_prefixes(rows)
+    fitting = [n for n in lengths if n <= len(rows) // 2]
+    return fitting[-1] if fitting else lengths[0]

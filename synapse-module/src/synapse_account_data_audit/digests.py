@@ -1,4 +1,4 @@
-"""Digest mode: when the outbox holds a backlog, several consecutive changes go into one audit event.
+"""Digest mode: when the outbox holds a backlog, several changes go into one audit event.
 
 The appservice asks for it (``sending.digest`` in its config) and says how, in its answers; the delivery loop
 here decides the grouping when it fetches a batch and records it in the outbox (``digest_group``: the first
@@ -6,10 +6,15 @@ seq of the group, or ``ALONE``) before sending anything, so every resend, after 
 exactly the same groups, and the appservice posts each as one event with the same transaction ID. Every row
 fetched gets its decision, so a row once sent on its own (it may have been posted) is never put into a group
 later. A group never changes once recorded and never straddles a batch.
+
+Users are spread over ``lanes`` by a hash of their ID, and a group holds the consecutive changes of one lane:
+groups of different lanes share no user, so the appservice can post them at once without putting any user's
+changes out of order. A gap notice or a (de)activation ends every open group.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +35,13 @@ class DigestPolicy:
     max_changes: int
     #: Content bytes per group (the appservice keeps the event under Synapse's 64 KiB).
     max_bytes: int
+    #: Groups formed side by side, each for its own share of the users.
+    lanes: int = 1
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows a batch needs for every lane to fill a group."""
+        return self.lanes * self.max_changes
 
     @staticmethod
     def from_answer(value: Any) -> DigestPolicy | None:
@@ -40,28 +52,61 @@ class DigestPolicy:
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
             return None
         min_backlog, max_changes, max_bytes = (int(n) for n in numbers)  # type: ignore[arg-type]
-        return DigestPolicy(min_backlog, max(2, max_changes), max(1, max_bytes))
+        lanes = value.get("lanes", 1)  # absent from appservices older than lanes
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            return None
+        return DigestPolicy(min_backlog, max(2, max_changes), max(1, max_bytes), min(lanes, 64))
 
 
-def plan_groups(rows: list[OutboxRow], policy: DigestPolicy) -> list[tuple[int, int]]:
-    """New groups (first seq, last seq) among ``rows`` not yet grouped: consecutive changes, greedily, up to
-    ``max_changes`` and ``max_bytes``; a gap notice or deactivation ends a group; no groups of one."""
-    groups: list[tuple[int, int]] = []
-    run: list[OutboxRow] = []
-    size = 0
-    for row in [*rows, None]:
-        groupable = row is not None and row.digest_group is None and row.kind in _GROUPABLE
-        full = row is not None and (
-            len(run) >= policy.max_changes or size + len(row.content) > policy.max_bytes
-        )
-        if run and (not groupable or full):
-            if len(run) > 1:
-                groups.append((run[0].seq, run[-1].seq))
-            run, size = [], 0
-        if groupable and row is not None:
-            run.append(row)
-            size += len(row.content)
-    return groups
+def lane_of(user_id: str, lanes: int) -> int:
+    """A user's lane: the same in every process and after every restart (unlike Python's ``hash``)."""
+    return zlib.crc32(user_id.encode("utf-8")) % lanes
+
+
+def plan_groups(rows: list[OutboxRow], policy: DigestPolicy) -> list[list[int]]:
+    """New groups (their seqs, first seq first) among ``rows`` not yet grouped: each lane's consecutive
+    changes, greedily, up to ``max_changes`` and ``max_bytes``; any other row (a gap notice, a deactivation,
+    a row already decided) ends every open group; no groups of one."""
+    groups: list[list[int]] = []
+    runs: dict[int, tuple[list[int], int]] = {}  # lane -> (seqs, content bytes)
+
+    def close(lane: int) -> None:
+        seqs, _ = runs.pop(lane)
+        if len(seqs) > 1:
+            groups.append(seqs)
+
+    for row in rows:
+        if row.digest_group is not None or row.kind not in _GROUPABLE:
+            for lane in list(runs):
+                close(lane)
+            continue
+        lane = lane_of(row.user_id, policy.lanes)
+        seqs, size = runs.get(lane, ([], 0))
+        if seqs and (len(seqs) >= policy.max_changes or size + len(row.content) > policy.max_bytes):
+            close(lane)
+            seqs, size = [], 0
+        runs[lane] = ([*seqs, row.seq], size + len(row.content))
+    for lane in list(runs):
+        close(lane)
+    return sorted(groups)
+
+
+def whole_group_prefixes(rows: list[OutboxRow], open_groups: frozenset[int] = frozenset()) -> list[int]:
+    """The lengths (ascending, > 0) of the prefixes of ``rows`` that cut no group: every group with a row in
+    the prefix has all its rows there (``open_groups`` have rows after ``rows``)."""
+    last_index: dict[int, int] = {}
+    for i, row in enumerate(rows):
+        if row.digest_group:
+            last_index[row.digest_group] = i
+    lengths: list[int] = []
+    reach = -1
+    for i, row in enumerate(rows):
+        group = row.digest_group
+        if group:
+            reach = max(reach, len(rows) if group in open_groups else last_index[group])
+        if reach <= i:
+            lengths.append(i + 1)
+    return lengths
 
 
 def fetch_for_delivery_txn(
@@ -77,37 +122,53 @@ def fetch_for_delivery_txn(
         count = txn.fetchone()
         if count is not None and int(count[0]) > policy.min_backlog:
             groups = plan_groups(rows, policy)
-            for first, end in groups:
+            for seqs in groups:
+                marks = ",".join("?" * len(seqs))
                 txn.execute(
-                    f"UPDATE {TABLE} SET digest_group = ? WHERE seq >= ? AND seq <= ?"
-                    " AND digest_group IS NULL",
-                    (first, first, end),
+                    f"UPDATE {TABLE} SET digest_group = ? WHERE seq IN ({marks}) AND digest_group IS NULL",
+                    (seqs[0], *seqs),
                 )
-            group_of = {seq: first for first, end in groups for seq in range(first, end + 1)}
+            group_of = {seq: seqs[0] for seqs in groups for seq in seqs}
             rows = [replace(r, digest_group=group_of[r.seq]) if r.seq in group_of else r for r in rows]
     txn.execute(
         f"UPDATE {TABLE} SET digest_group = ? WHERE seq >= ? AND seq <= ? AND digest_group IS NULL",
         (ALONE, rows[0].seq, rows[-1].seq),
     )
     rows = [r if r.digest_group is not None else replace(r, digest_group=ALONE) for r in rows]
-    last = rows[-1]
-    if last.digest_group and _group_goes_on(txn, last):
-        # Cut off inside a group (a group recorded by an earlier attempt, and a smaller batch now): send the
-        # rows before it, or the whole group if it is all there is.
-        rows = [r for r in rows if r.digest_group != last.digest_group] or _whole_group_txn(
-            txn, last.digest_group
-        )
-    return rows
+    # Groups recorded by an earlier, larger fetch may go on after this one: send the rows before them, or,
+    # if the very first group goes on, everything up to where every group it reaches has ended.
+    lengths = whole_group_prefixes(rows, _groups_going_on_txn(txn, rows))
+    if lengths:
+        return rows[: lengths[-1]]
+    return _through_whole_groups_txn(txn, after_seq, rows[-1].seq)
 
 
-def _group_goes_on(txn: LoggingTransaction, last: OutboxRow) -> bool:
+def _groups_going_on_txn(txn: LoggingTransaction, rows: list[OutboxRow]) -> frozenset[int]:
+    """The groups among ``rows`` with rows after the last of them."""
+    groups = sorted({r.digest_group for r in rows if r.digest_group})
+    if not groups:
+        return frozenset()
+    marks = ",".join("?" * len(groups))
     txn.execute(
-        f"SELECT 1 FROM {TABLE} WHERE seq > ? AND digest_group = ? LIMIT 1", (last.seq, last.digest_group)
+        f"SELECT DISTINCT digest_group FROM {TABLE} WHERE seq > ? AND digest_group IN ({marks})",
+        (rows[-1].seq, *groups),
     )
-    return txn.fetchone() is not None
+    return frozenset(int(row[0]) for row in txn)
 
 
-def _whole_group_txn(txn: LoggingTransaction, group: int) -> list[OutboxRow]:
-    txn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE digest_group = ?", (group,))
+def _through_whole_groups_txn(txn: LoggingTransaction, after_seq: int, end: int) -> list[OutboxRow]:
+    """The rows after ``after_seq`` up to the first point no group crosses, at ``end`` or beyond."""
+    while True:
+        txn.execute(
+            f"SELECT MAX(seq) FROM {TABLE} WHERE digest_group IN (SELECT DISTINCT digest_group FROM {TABLE}"
+            " WHERE seq > ? AND seq <= ? AND digest_group > 0)",
+            (after_seq, end),
+        )
+        found = txn.fetchone()
+        reach = int(found[0]) if found is not None and found[0] is not None else end
+        if reach <= end:
+            break
+        end = reach
+    txn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE seq > ? AND seq <= ?", (after_seq, end))
     count = txn.fetchone()
-    return fetch_batch_txn(txn, int(count[0]) if count is not None else 1, 1 << 62, group - 1)
+    return fetch_batch_txn(txn, int(count[0]) if count is not None else 1, 1 << 62, after_seq)
