@@ -39,6 +39,41 @@ export function postedChanges(events: RoomEvent[]): number {
     }, 0);
 }
 
+interface BurstRecord {
+    user_id?: string;
+    type?: string;
+    content?: string;
+}
+
+/** The records of audit messages in room order, a digest's in its own order. */
+function recordsOf(events: RoomEvent[]): BurstRecord[] {
+    return events.flatMap((event) => {
+        const record = event.content[RECORD_KEY] as
+            (BurstRecord & { kind?: string; records?: BurstRecord[] }) | undefined;
+        if (record === undefined) return [];
+        return record.kind === "digest" ? (record.records ?? []) : [record];
+    });
+}
+
+/**
+ * The figures only count if the trail is right: every burst change of every user in the room exactly once,
+ * each user's in the order written (`{"n":0}`, `{"n":1}`, …).
+ */
+export function checkBurstTrail(events: RoomEvent[], userIds: string[], perUser: number): void {
+    const next = new Map(userIds.map((id) => [id, 0]));
+    for (const record of recordsOf(events)) {
+        if (record.type !== "org.bench.burst" || record.user_id === undefined) continue;
+        const expected = next.get(record.user_id);
+        if (expected === undefined) continue; // another phase's user
+        const n = (JSON.parse(record.content ?? "{}") as { n?: number }).n;
+        if (n !== expected) throw new Error(`${record.user_id}: expected change ${expected}, found ${String(n)}`);
+        next.set(record.user_id, expected + 1);
+    }
+    for (const [userId, count] of next) {
+        if (count !== perUser) throw new Error(`${userId}: ${count} of ${perUser} changes in the room`);
+    }
+}
+
 export async function forwardExtremities(env: TestEnv, roomId = env.auditRoomId): Promise<number> {
     const rows = await env.synapse.query(`SELECT COUNT(*) FROM event_forward_extremities WHERE room_id = '${roomId}'`);
     return Number(rows[0]?.[0]);
@@ -46,7 +81,10 @@ export async function forwardExtremities(env: TestEnv, roomId = env.auditRoomId)
 
 /**
  * The burst: `users` users write `perUser` changes each, as fast as the homeserver takes them; then the time
- * until the outbox is empty (every audit record is in the room). Counts changes, not events (a digest holds
+ * until the outbox is empty. A change leaves the outbox only once the appservice acknowledged it, which it does
+ * after the homeserver returned the event's ID, so an empty outbox means every audit record is in the room;
+ * polling it (one COUNT) keeps the measurement from loading the homeserver the way a /sync reader would. The
+ * room is read back afterwards and checked (`checkBurstTrail`). Counts changes, not events (a digest holds
  * several).
  */
 export async function measureThroughput(
@@ -83,6 +121,11 @@ export async function measureThroughput(
     const messages = await env.auditor.allMessages();
     const posted = postedChanges(messages) - before;
     if (posted !== total) throw new Error(`expected ${total} audited changes, found ${posted}`);
+    checkBurstTrail(
+        messages,
+        users.map((user) => user.userId),
+        perUser,
+    );
     const seconds = (done - started) / 1000;
     const drainSeconds = (done - putsDone) / 1000;
     log(

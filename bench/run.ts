@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.js";
 import { MatrixHttp, type RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
-import { cpuSeconds, fillOutbox, forwardExtremities, measureThroughput, peakRssKb, round2 } from "./burst.ts";
+import { fillOutbox, measureThroughput, peakRssKb, round2 } from "./burst.ts";
+import { measureSendLevels, measureSendLimit } from "./limit.ts";
 import { measureScaleOut, measureVerify } from "./scaleOut.ts";
 import { log, percentiles, type Percentiles, timed } from "./stats.ts";
 
@@ -122,100 +123,6 @@ async function measurePutCosts(setups: readonly Setup[]): Promise<Partial<Record
     }
 }
 
-/** A room's forward extremities above this mean it is forking: Synapse merges at most 10 per new event. */
-const HEALTHY_EXTREMITIES = 10;
-
-interface SendLevel {
-    eventsPerSecond: number;
-    forwardExtremitiesAfter: number;
-    /** Synapse's CPU time per event (user + system). */
-    synapseCpuMsPerEvent: number;
-}
-
-interface SendLimit {
-    /** The best rate at a concurrency that leaves the room healthy: what the throughput is compared with. */
-    best: number;
-    bestConcurrency: number;
-    /** The best rate at any concurrency, even one that forks the room. */
-    bestForking: number;
-    byConcurrency: Record<string, SendLevel>;
-}
-
-/** The appservice's sender, as a client (the appservice token acts as its `sender_localpart` user). */
-function senderClient(env: TestEnv): MatrixHttp {
-    return new MatrixHttp(env.synapse.baseUrl, env.senderUserId, env.registration.getAppServiceToken() as string);
-}
-
-/**
- * PUT /send from the appservice sender into one room, at several concurrencies, each in a fresh room like
- * the audit room. After each level, that room's forward extremities: concurrent sends create events on the
- * same predecessors, forking the event graph, and Synapse merges at most 10 branches per new event, so
- * above 10 concurrent sends the branches pile up for good (every later event in the room pays for them).
- */
-async function measureSendLevels(env: TestEnv, concurrencies: number[]): Promise<SendLimit["byConcurrency"]> {
-    const sender = senderClient(env);
-    const byConcurrency: SendLimit["byConcurrency"] = {};
-    for (const concurrency of concurrencies) {
-        // A room like the audit room (the sender and the auditor in it: each member adds work per event).
-        const roomId = await sender.createRoom({
-            preset: "private_chat",
-            name: `send limit probe ${concurrency}`,
-            invite: [env.auditor.http.userId],
-        });
-        await env.auditor.http.join(roomId);
-        const cpuBefore = cpuSeconds(env.synapse.pid);
-        const started = performance.now();
-        await timed(SIZES.sendEvents, concurrency, (i) => sender.sendText(roomId, `limit probe ${i}`));
-        const eventsPerSecond = Math.round(SIZES.sendEvents / ((performance.now() - started) / 1000));
-        const synapseCpuMsPerEvent = round2(((cpuSeconds(env.synapse.pid) - cpuBefore) * 1000) / SIZES.sendEvents);
-        const extremities = await forwardExtremities(env, roomId);
-        byConcurrency[concurrency] = { eventsPerSecond, forwardExtremitiesAfter: extremities, synapseCpuMsPerEvent };
-        log(
-            `  raw send at concurrency ${concurrency}: ${eventsPerSecond} events/s, ${extremities} forward extremities, ` +
-                `Synapse ${synapseCpuMsPerEvent} ms CPU/event`,
-        );
-    }
-    return byConcurrency;
-}
-
-/**
- * The levels that keep the room healthy (up to 10) on one fresh homeserver, the contenders first; 16 and 32,
- * which fork the room, on another. A homeserver that had just run all the levels (7,000 sends, two rooms
- * forked) delivered slower afterwards (seen: 35/s after them, 53/s without; one forked room alone did not do
- * it, and the cause is not known), so no phase follows them.
- */
-async function measureSendLimit(): Promise<SendLimit> {
-    const byConcurrency: SendLimit["byConcurrency"] = {};
-    for (const concurrencies of [
-        [8, 10, 1, 2, 4],
-        [16, 32],
-    ]) {
-        const env = await createTestEnv({ database: DATABASE });
-        try {
-            Object.assign(byConcurrency, await measureSendLevels(env, concurrencies));
-        } finally {
-            await env.tearDown();
-        }
-    }
-    const levels = Object.entries(byConcurrency).sort(([a], [b]) => Number(a) - Number(b));
-    const healthy = levels.filter(([, l]) => l.forwardExtremitiesAfter <= HEALTHY_EXTREMITIES);
-    const [bestConcurrency, bestLevel] = healthy.reduce((a, b) =>
-        b[1].eventsPerSecond > a[1].eventsPerSecond ? b : a,
-    );
-    return {
-        best: bestLevel.eventsPerSecond,
-        bestConcurrency: Number(bestConcurrency),
-        bestForking: Math.max(...levels.map(([, l]) => l.eventsPerSecond)),
-        byConcurrency: Object.fromEntries(levels),
-    };
-}
-
-/**
- * A burst of changes: time until the last audit event is in the room. A change leaves the outbox only once
- * the appservice acknowledged it, which it does after the homeserver returned the event's ID, so an empty
- * outbox means every audit event is in the room. Polling the outbox (one COUNT) keeps the measurement from
- * loading the homeserver the way a /sync reader would; the room is read back afterwards to check the count.
- */
 /** At a steady rate, time from each PUT's 200 to the message showing up in the auditor's /sync. */
 async function measureFreshness(env: TestEnv): Promise<{ audited: Percentiles; rawSend: Percentiles }> {
     const user = await env.newUser("fresh");
@@ -329,7 +236,7 @@ async function mainOnly(phases: string[]): Promise<void> {
     const env = await createTestEnv({ database: DATABASE });
     try {
         const out: Record<string, unknown> = {};
-        if (phases.includes("limit")) out.limit = await measureSendLevels(env, [8, 10]);
+        if (phases.includes("limit")) out.limit = await measureSendLevels(env, [8, 10], SIZES.sendEvents);
         if (phases.includes("throughput")) {
             out.throughput = await measureThroughput(env, SIZES.burstUsers, SIZES.burstPerUser);
         }
@@ -366,7 +273,7 @@ async function main(): Promise<void> {
         SIZES.digestQueued,
     );
     log("The limit: raw sends by the appservice sender into one room, each phase on a fresh homeserver");
-    const limit = await measureSendLimit();
+    const limit = await measureSendLimit(DATABASE, SIZES.sendEvents);
     const memory = {
         small: await measureDrainMemory(SIZES.memSmall, SIZES.memSmall, 600),
         large: await measureDrainMemory(SIZES.memLarge, SIZES.memSmall, QUICK ? 600 : 120),
