@@ -129,10 +129,8 @@ export class ChangeProcessor {
         await earlierBatch;
         const firstFailure = settled.findIndex((s) => s.status === "rejected");
         if (firstFailure === -1) {
-            const acknowledgedThrough = changes.reduce<number | null>(
-                (max, u) => Math.max(max ?? -1, lastSeqOf(u)),
-                null,
-            );
+            // Digests of different lanes interleave: the last unit need not hold the highest seq.
+            const acknowledgedThrough = changes.length > 0 ? Math.max(...changes.map(lastSeqOf)) : null;
             if (acknowledgedThrough !== null) this.metrics?.lastSeq.set(acknowledgedThrough);
             return { acknowledgedThrough, postedHead: this.headThrough(acknowledgedThrough) };
         }

@@ -89,11 +89,15 @@ export class ChangeScheduler {
      */
     public submit(unit: AuditUnit): Promise<void> {
         return new Promise<void>((resolve, reject) => {
-            const job: Job = { unit, keys: orderingKeys(unit), waitingOn: 0, resolve, reject };
-            if (this.barrier.length > 0 || runsAlone(unit)) this.barrier.push(job);
-            else this.admit(job);
+            this.enqueue({ unit, keys: orderingKeys(unit), waitingOn: 0, resolve, reject });
             this.startReady();
         });
+    }
+
+    /** Behind the gap notice waiting or running, if any (a gap notice becomes it); else into the queues. */
+    private enqueue(job: Job): void {
+        if (this.barrier.length > 0 || runsAlone(job.unit)) this.barrier.push(job);
+        else this.admit(job);
     }
 
     private admit(job: Job): void {
@@ -138,12 +142,9 @@ export class ChangeScheduler {
         this.running--;
         if (runsAlone(job.unit)) {
             this.gapRunning = false;
-            const after = this.barrier.splice(0).slice(1); // the gap notice heads the barrier
-            // Admitted in order, up to the next gap notice, which becomes the barrier.
-            for (const next of after) {
-                if (this.barrier.length > 0 || runsAlone(next.unit)) this.barrier.push(next);
-                else this.admit(next);
-            }
+            // The gap notice heads the barrier; the jobs behind it are admitted in order, up to the next gap
+            // notice, which becomes the barrier.
+            for (const next of this.barrier.splice(0).slice(1)) this.enqueue(next);
         } else {
             this.admitted--;
             if (err !== null) this.rejectBehind(job, err);

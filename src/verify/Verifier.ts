@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { pythonDumpsJsonText } from "../json/PythonJson.js";
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
 import { auditMessageBody, withheldText } from "../modules/audit/Messages.js";
+import { expandRecords } from "../modules/audit/Digest.js";
 import { RECORD_KEY } from "../modules/audit/Record.js";
 import { recordHash } from "./Chain.js";
 
@@ -87,27 +88,6 @@ function linkHash(seq: number, fields: Record<string, unknown>, prevHash: string
         keyedDigest: str(fields.keyed_digest),
         prevHash,
     });
-}
-
-/**
- * A digest's records as if each stood alone: after the first, a record leaves out `version`, `kind`, and the
- * `prev_hash` and `prev_posted` that point at the record before it (README, "Digest mode").
- */
-function expandDigest(records: Record<string, unknown>[]): Record<string, unknown>[] {
-    const expanded: Record<string, unknown>[] = [];
-    for (const record of records) {
-        const before = expanded.at(-1);
-        const defaults = before
-            ? {
-                  version: before.version,
-                  kind: "change",
-                  prev_hash: before.hash,
-                  prev_posted: { seq: before.seq, hash: before.hash },
-              }
-            : {};
-        expanded.push(typeof record === "object" && record !== null ? { ...defaults, ...record } : record);
-    }
-    return expanded;
 }
 
 /** Problems a record has on its own: its hash, and its content against its digest. */
@@ -227,7 +207,7 @@ export function verifyEvents(events: readonly RoomEvent[], sender: string, fromS
         const fields = event.content[RECORD_KEY] as Record<string, unknown> | undefined;
         const inner =
             fields?.kind === "digest" && Array.isArray(fields.records)
-                ? expandDigest(fields.records as Record<string, unknown>[])
+                ? expandRecords(fields.records as Record<string, unknown>[])
                 : fields
                   ? [fields]
                   : [];

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { expect } from "vitest";
 import { type MatrixHttp, MatrixHttpError, type RoomEvent } from "../../src/devenv/MatrixHttp.js";
-import type { TestEnv } from "../../src/devenv/TestEnv.js";
+import { outboxDepth, type TestEnv } from "../../src/devenv/TestEnv.js";
 
 export const DATABASE = process.env.AUDIT_E2E_DATABASE === "postgres" ? "postgres" : "sqlite";
 
@@ -201,7 +201,5 @@ export function heldChanges(logPath: string): number {
 export function auditBody(user: string, type: string, json: string, room?: string): string {
     return `${user} has changed their account data for type ${type} to: ${json}` + (room ? ` (in room ${room})` : "");
 }
-
-import { outboxDepth } from "../../src/devenv/TestEnv.js";
 
 export { outboxDepth };

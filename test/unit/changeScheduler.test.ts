@@ -7,6 +7,17 @@ const change = (seq: number, user: string) =>
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A scheduler whose units run until the test releases them by seq; `started` lists their seqs in start order. */
+function heldScheduler(limit: number) {
+    const started: number[] = [];
+    const release = new Map<number, () => void>();
+    const scheduler = new ChangeScheduler(limit, (c) => {
+        started.push(c.seq);
+        return new Promise<void>((resolve) => release.set(c.seq, resolve));
+    });
+    return { scheduler, started, release };
+}
+
 describe("ChangeScheduler", () => {
     it("with one at a time, runs changes in exact seq order, even when a user has several in a row", async () => {
         const order: number[] = [];
@@ -34,12 +45,7 @@ describe("ChangeScheduler", () => {
     });
 
     it("overlaps users up to the limit, one change per user at a time, lowest free seq first", async () => {
-        const started: number[] = [];
-        const release = new Map<number, () => void>();
-        const scheduler = new ChangeScheduler(2, (c) => {
-            started.push(c.seq);
-            return new Promise<void>((resolve) => release.set(c.seq, resolve));
-        });
+        const { scheduler, started, release } = heldScheduler(2);
         const done = [
             change(1, "@a:x"),
             change(2, "@a:x"),
@@ -110,12 +116,7 @@ const digest = (seq: number, users: string[]) =>
 
 describe("ChangeScheduler with digests", () => {
     it("runs digests of different users side by side, and one sharing a user after it", async () => {
-        const started: number[] = [];
-        const release = new Map<number, () => void>();
-        const scheduler = new ChangeScheduler(4, (c) => {
-            started.push(c.seq);
-            return new Promise<void>((resolve) => release.set(c.seq, resolve));
-        });
+        const { scheduler, started, release } = heldScheduler(4);
         const done = [
             digest(1, ["@a:x", "@b:x"]),
             digest(10, ["@c:x", "@d:x"]),

@@ -57,6 +57,26 @@ export function compactRecords(records: Record<string, unknown>[]): Record<strin
     });
 }
 
+/**
+ * A digest's records as if each stood alone: undoes `compactRecords` (for readers such as `verify`).
+ */
+export function expandRecords(records: Record<string, unknown>[]): Record<string, unknown>[] {
+    const expanded: Record<string, unknown>[] = [];
+    for (const record of records) {
+        const before = expanded.at(-1);
+        const defaults = before
+            ? {
+                  version: before.version,
+                  kind: "change",
+                  prev_hash: before.hash,
+                  prev_posted: { seq: before.seq, hash: before.hash },
+              }
+            : {};
+        expanded.push(typeof record === "object" && record !== null ? { ...defaults, ...record } : record);
+    }
+    return expanded;
+}
+
 function build(posted: readonly DecidedChange[], copies: Copies): Record<string, unknown> {
     const withContent = copies === "all" || copies === "no_html";
     return {
