@@ -239,18 +239,23 @@ def test_a_failed_batch_waits_for_those_behind_it_then_is_retried_first() -> Non
     assert follows == [None, 2, None, None]  # a retry, and the window after it, start afresh
 
 
-def test_a_later_batch_that_was_acknowledged_is_not_sent_again() -> None:
+def test_a_later_batch_answered_ok_behind_a_failed_one_is_kept_and_resent_after_it() -> None:
     db = _recorded(CONFIG, 4)
     api = make_api(db)
     pending = _held_posts(api)
     Deliverer(api, CONFIG, AuditStore(api)).kick()
-    pending[0].errback(ConnectionError("reset"))
-    pending[1].callback({})  # e.g. a restarted appservice took it
-    assert [r[0] for r in db.rows()] == [1, 2]
+    assert posted_seqs(api) == [[1, 2], [3, 4]]
+    pending[0].errback(ConnectionError("reset"))  # batch 1 fails fast
+    pending[1].callback({})  # batch 2 (follows 1) answers OK, e.g. a restarted appservice took it
+    # Batch 2's rows stay until batch 1 is acknowledged: the outbox never loses a row after an unsent one.
+    assert [r[0] for r in db.rows()] == [1, 2, 3, 4]
     assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2]]
     pending[2].callback({})
+    assert [r[0] for r in db.rows()] == [3, 4]
+    # ...then batch 2 again (the appservice skips what it already posted, by change and transaction ID).
+    assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2], [3, 4]]
+    pending[3].callback({})
     assert db.rows() == []
-    assert len(posted_seqs(api)) == 3
 
 
 def test_the_appservices_posted_head_is_stored_with_the_acknowledgement_and_sent_back() -> None:

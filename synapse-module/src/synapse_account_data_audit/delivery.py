@@ -5,7 +5,8 @@ only a safety net for changes it was not told about (e.g. those left over from b
 ``batches_in_flight`` batches are sent before the first is answered, so the appservice always has the next
 batch in hand (it acknowledges them in order). On any failure it lets the batches in flight finish, backs
 off (capped exponential, with jitter) and sends the first unacknowledged batch again; it never drops a
-change. Rows are deleted only once the appservice has acknowledged them.
+change. Rows are deleted only once the appservice has acknowledged them, and only in order: nothing after a
+failed batch is deleted before that batch is acknowledged.
 """
 
 from __future__ import annotations
@@ -165,9 +166,13 @@ class Deliverer:
                 return failed
             rows, answer = in_flight.popleft()
             error, head = await make_deferred_yieldable(answer)
-            if error is None:
+            # A batch behind a failed one is never acknowledged here, even if it answered 200 (e.g. an
+            # appservice restarted in between took it): deleting it would take rows after the failed ones out
+            # of the outbox before those are delivered. It is resent after them, and the appservice skips what
+            # it already posted (same change IDs, same transaction IDs).
+            if failed is None and error is None:
                 await self._delete(rows, head)
-            elif failed is None:
+            elif failed is None and error is not None:
                 # Later batches fail behind this one at the appservice (acknowledgements are in order);
                 # wait for their answers, then retry from here.
                 failed = (rows, error)
