@@ -2,6 +2,7 @@
 
 from synapse_account_data_audit import claims
 from synapse_account_data_audit.outbox import NewChange
+from synapse_account_data_audit.recovery import recover_txn
 from synapse_account_data_audit.store import create_tables_txn, record_txn
 
 from .fakes import FakeDatabase, synapse_write
@@ -58,6 +59,16 @@ def test_of_several_changes_of_a_key_in_one_write_only_the_last_matching_one_cla
     assert outbox_positions(db) == [("c1", None), ("c2", None), ("c3", 12)]
 
 
+def test_an_a_b_a_rewrite_lets_no_earlier_change_claim_the_later_ones_position() -> None:
+    db = setup_db()
+    # Set to 1 (position 10), then 2 (11), then 1 again (12); the batch holds the first two changes, the
+    # third's callback has not come yet. Position 12 is the third change's: nothing in this batch claims it.
+    synapse_write(db, ALICE, "m.t", '{"v":1}', 12)
+    record(db, [change(1, '{"v":1}'), change(2, '{"v":2}')])
+    assert outbox_positions(db) == [("c1", None), ("c2", None)]
+    assert recorded(db) == []
+
+
 def test_claiming_a_position_again_is_a_no_op() -> None:
     db = setup_db()
     synapse_write(db, ALICE, "m.t", '{"v":1}', 5)
@@ -82,13 +93,31 @@ def test_pruning_keeps_the_newest_claims_and_moves_recovered_through_past_the_dr
     assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result == 5
 
 
-def test_pruning_does_not_move_recovered_through_before_this_runs_recovery_finished() -> None:
+def test_pruning_before_this_runs_recovery_finished_keeps_what_recovery_needs() -> None:
     db = setup_db()
     db.run("", claims.set_state_txn, claims.STATE_RECOVERED_THROUGH, 1)
     for position in range(2, 9):
         db.run("", claims.insert_claims_txn, [(position, claims.AccountDataKey(ALICE, None, f"t{position}"))])
-    assert db.run("", claims.prune_claims_txn, 2, False).result == 6
+    # recovered_through stays (the window up to this run's fence is still to be looked at), and so does every
+    # claim above it: the recovery still to come needs them.
+    assert db.run("", claims.prune_claims_txn, 2, False).result is None
     assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result == 1
+    assert recorded(db) == list(range(2, 9))
+
+
+def test_claims_pruned_while_recovery_is_pending_are_not_recovered_again() -> None:
+    db = setup_db()
+    db.run("", claims.set_state_txn, claims.STATE_RECOVERED_THROUGH, 100)
+    # Recorded while this run's recovery had not finished (e.g. it kept failing), then pruned.
+    for position in range(101, 109):
+        synapse_write(db, ALICE, f"t{position}", '{"v":1}', position)
+        record(db, [change(position, '{"v":1}', f"t{position}")], prune=False)
+    db.run("", claims.prune_claims_txn, 2, False)
+    result = db.run("", recover_txn, 110, 5_000, lambda: "r").result
+    assert result.recovered == []
+    assert [kind for (kind,) in db.conn.execute("SELECT kind FROM account_data_audit_outbox")] == [
+        "change"
+    ] * 8
 
 
 def test_key_hash_is_stable_and_fits_a_signed_bigint() -> None:

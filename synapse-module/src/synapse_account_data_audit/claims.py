@@ -8,7 +8,10 @@ being recorded:
 
 - If the key has changed again meanwhile (the row holds other content), the position belongs to that later
   change: nothing is claimed now, and the later change claims it when it is recorded.
-- Of several changes of one key in one transaction, only the last one whose content matches claims.
+- Of several changes of one key in one transaction, only the last one may claim, and only if its content
+  matches. An earlier one with matching content (A, B, A': the row holds A' = A) must not: the row's
+  position is then a later change's (A', not yet seen or in this batch), and a crash before that change is
+  recorded would leave its position claimed and the key's latest value (A') missing from the trail.
 - A later change with the *same* content, committed but not yet seen by the callback, is the one case
   where a position is claimed early; the writer records that change too when its callback comes (the claim
   is then made again, a no-op). Only a crash in between loses it, and then the audit room already shows
@@ -135,11 +138,12 @@ def claim_positions_txn(txn: LoggingTransaction, changes: list[NewChange]) -> li
         change = changes[i]
         key = key_of(change)
         row = rows.get(key)
-        if change.kind != KIND_CHANGE or key in claimed or row is None:
+        if change.kind != KIND_CHANGE or key in claimed:
             continue
-        if row[1] == change.content:
+        # The key's last change in the batch decides, whether or not it matches (see the module docstring).
+        claimed.add(key)
+        if row is not None and row[1] == change.content:
             positions[i] = row[0]
-            claimed.add(key)
     return positions
 
 
@@ -167,10 +171,18 @@ def set_state_txn(txn: LoggingTransaction, name: str, value: int) -> None:
 def prune_claims_txn(txn: LoggingTransaction, keep: int, advance_recovered_through: bool) -> int | None:
     """Keeps the newest ``keep`` claims once there are twice as many; returns the highest position dropped.
 
-    Dropping claims means the next recovery no longer looks at those positions, so, when allowed, it moves
-    ``recovered_through`` past them. That is safe because the writer records changes in the order their
-    callbacks came: a change still unrecorded after ``keep`` newer ones were recorded would need its
-    callback to be held up for all that time (the writer makes callbacks wait long before: max_pending)."""
+    Recovery looks at the claims above ``recovered_through``, so a claim may be dropped only if
+    ``recovered_through`` is at or past it afterwards; otherwise the next recovery would take the dropped
+    position for a change the outbox never got and record it again. So:
+
+    - once this run's recovery is done (``advance_recovered_through``), pruning moves ``recovered_through``
+      past the dropped claims, in the same transaction. That is safe because the writer records changes in
+      the order their callbacks came: a change still unrecorded after ``keep`` newer ones were recorded would
+      need its callback to be held up for all that time (the writer makes callbacks wait long before:
+      max_pending);
+    - before then (recovery pending, or failed and left to the next start), ``recovered_through`` must not
+      move (the window up to this run's fence is still to be looked at), so nothing above it is dropped:
+      claims wait for the recovery that will use them, which deletes them itself."""
     txn.execute(f"SELECT COUNT(*) FROM {RECORDED_TABLE}")
     row = txn.fetchone()
     if row is None or int(row[0]) <= 2 * keep:
@@ -180,9 +192,15 @@ def prune_claims_txn(txn: LoggingTransaction, keep: int, advance_recovered_throu
     if cut is None:
         return None
     through = int(cut[0])
+    current = get_state_txn(txn, STATE_RECOVERED_THROUGH)
+    # (With no ``recovered_through`` recovery has never run: its first run audits from its fence on and looks
+    # at no claim, so any may go.)
+    if not advance_recovered_through and current is not None and current < through:
+        through = current
+        txn.execute(f"SELECT 1 FROM {RECORDED_TABLE} WHERE stream_id <= ? LIMIT 1", (through,))
+        if txn.fetchone() is None:
+            return None
     txn.execute(f"DELETE FROM {RECORDED_TABLE} WHERE stream_id <= ?", (through,))
-    if advance_recovered_through:
-        current = get_state_txn(txn, STATE_RECOVERED_THROUGH)
-        if current is None or current < through:
-            set_state_txn(txn, STATE_RECOVERED_THROUGH, through)
+    if advance_recovered_through and (current is None or current < through):
+        set_state_txn(txn, STATE_RECOVERED_THROUGH, through)
     return through
