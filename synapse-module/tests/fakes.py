@@ -46,7 +46,8 @@ class SqliteTxn:
 
 class FakeDatabase:
     """Runs each interaction at once, or, while ``hold`` is set, when ``release`` is called (a slow
-    database); ``fail_next`` makes that many interactions raise."""
+    database); ``fail_next`` makes that many interactions raise, ``fail_after_commit`` that many raise after
+    they committed."""
 
     def __init__(self) -> None:
         self.conn = sqlite3.connect(":memory:")
@@ -54,25 +55,28 @@ class FakeDatabase:
         self.conn.executescript(SYNAPSE_TABLES)
         self.hold = False
         self.fail_next = 0
-        self.held: list[tuple[Callable[..., Any], tuple[Any, ...], defer.Deferred[Any]]] = []
+        #: Outbox writes (``account_data_audit_record``) that commit and then raise (a connection lost after
+        #: COMMIT).
+        self.fail_after_commit = 0
+        self.held: list[tuple[str, Callable[..., Any], tuple[Any, ...], defer.Deferred[Any]]] = []
         self.descs: list[str] = []
 
     def run(self, desc: str, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         self.descs.append(desc)
         if self.hold:
             d: defer.Deferred[Any] = defer.Deferred()
-            self.held.append((func, args, d))
+            self.held.append((desc, func, args, d))
             return d
-        return self._run_now(func, *args)
+        return self._run_now(desc, func, *args)
 
     def release(self) -> None:
         """Runs the held interactions (and any they lead to) until none is held."""
         self.hold = False
         while self.held:
-            func, args, d = self.held.pop(0)
-            self._run_now(func, *args).chainDeferred(d)
+            desc, func, args, d = self.held.pop(0)
+            self._run_now(desc, func, *args).chainDeferred(d)
 
-    def _run_now(self, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+    def _run_now(self, desc: str, func: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         if self.fail_next:
             self.fail_next -= 1
             return defer.fail(RuntimeError("database unavailable"))
@@ -83,6 +87,9 @@ class FakeDatabase:
         except Exception as e:
             self.conn.rollback()
             return defer.fail(e)
+        if self.fail_after_commit and desc == "account_data_audit_record":
+            self.fail_after_commit -= 1
+            return defer.fail(ConnectionError("connection lost after COMMIT"))
         return defer.succeed(result)
 
     def rows(self) -> list[tuple[Any, ...]]:

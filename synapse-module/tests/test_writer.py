@@ -68,6 +68,31 @@ def test_a_failed_write_is_retried_after_a_backoff_losing_nothing() -> None:
     assert users_in_seq_order(db) == ["@u1:test.local", "@u2:test.local"]
 
 
+def test_a_write_that_failed_after_it_committed_is_not_written_twice() -> None:
+    db, api, writer, _written = build()
+    db.fail_after_commit = 1
+    db.hold = True
+    record(writer, 1)
+    record(writer, 2)
+    db.release()  # the first write (change 1) commits, then fails; its retry takes changes 1 and 2
+    assert api.sleep.await_count == 1
+    assert users_in_seq_order(db) == ["@u1:test.local", "@u2:test.local"]
+
+
+def test_the_retry_skips_rows_already_committed_even_once_they_were_delivered() -> None:
+    db, api, writer, _written = build()
+    db.fail_after_commit = 1
+    retry: defer.Deferred[None] = defer.Deferred()
+    api.sleep = Mock(return_value=retry)
+    record(writer, 1)  # committed, then the write "failed"; the writer backs off
+    assert users_in_seq_order(db) == ["@u1:test.local"]
+    db.conn.execute("DELETE FROM account_data_audit_outbox")  # delivered meanwhile
+    db.conn.commit()
+    retry.callback(None)
+    assert db.rows() == []
+    assert writer.pending == 0
+
+
 def test_the_callback_waits_only_when_too_many_changes_are_pending() -> None:
     db, _api, writer, _written = build(max_pending=2)
     db.hold = True

@@ -36,11 +36,34 @@ def with_digests(key: bytes, changes: list[outbox.NewChange]) -> list[outbox.New
     return [replace(change, keyed_digest=digest.keyed_digest(key, change.digest_input)) for change in changes]
 
 
+#: The ID of the last change each instance wrote (``last_write:<instance>``), committed with it.
+LAST_WRITE_PREFIX = "last_write:"
+
+
 def record_txn(
-    txn: LoggingTransaction, key: bytes, changes: list[outbox.NewChange], prune: bool, advance: bool
+    txn: LoggingTransaction,
+    key: bytes,
+    changes: list[outbox.NewChange],
+    prune: bool,
+    advance: bool,
+    instance: str = "master",
 ) -> None:
     """Inserts ``changes`` into the outbox with their keyed digests and the positions they claim, and the
-    claims, in one transaction (so a claim exists exactly when its change is in the outbox)."""
+    claims, in one transaction (so a claim exists exactly when its change is in the outbox).
+
+    Idempotent for the writer's retries: a write can commit and still fail for the writer (the connection
+    drops after COMMIT), which then retries with the same changes first (and maybe more behind them). The
+    instance's last written change ID commits with the rows; finding it among ``changes`` means everything
+    up to it is in already. (Looking the IDs up in the outbox would not do: delivery may have sent and
+    deleted those rows while the writer backed off.)"""
+    name = LAST_WRITE_PREFIX + instance
+    last = meta.get_meta_txn(txn, name)
+    ids = [change.change_id for change in changes]
+    if last is not None and last in ids:
+        changes = changes[ids.index(last) + 1 :]
+    if not changes:
+        return
+    meta.set_meta_txn(txn, name, changes[-1].change_id)
     positions = claims.claim_positions_txn(txn, changes)
     pairs = list(zip(with_digests(key, changes), positions, strict=True))
     outbox.insert_many_txn(
@@ -96,7 +119,13 @@ class AuditStore:
         self._writes += 1
         prune = self._writes % _PRUNE_EVERY_WRITES == 0
         await self._api.run_db_interaction(
-            "account_data_audit_record", record_txn, self._key, changes, prune, self.recovery_done
+            "account_data_audit_record",
+            record_txn,
+            self._key,
+            changes,
+            prune,
+            self.recovery_done,
+            self._api.worker_name or "master",
         )
 
     async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult:

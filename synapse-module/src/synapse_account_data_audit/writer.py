@@ -239,8 +239,8 @@ class OutboxWriter:
                 try:
                     await self._store.record(batch)
                 except Exception as e:
-                    # A write that failed after committing would be retried into duplicate rows; they carry
-                    # the same change ID, which the appservice posts once.
+                    # A write may have failed after it committed: the retry skips what is in already (see
+                    # ``store.record_txn``).
                     WRITE_FAILURES.inc()
                     delay = backoff_delay(attempt, 0.1, 10.0, self._rand)
                     attempt += 1
