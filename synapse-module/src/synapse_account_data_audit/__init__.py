@@ -37,7 +37,13 @@ class AccountDataAuditModule:
         # Read now: modules are loaded just before Synapse starts listening, so no change of this run has a
         # position at or below it (see ``recovery``).
         fence = recovery_fence(api)
-        self._writer = OutboxWriter(api, self._outbox, on_written=self._kick_delivery, recovery_fence=fence)
+        self._writer = OutboxWriter(
+            api,
+            self._outbox,
+            on_written=self._kick_delivery,
+            recovery_fence=fence,
+            stream_position=lambda: account_data_stream_position(api),
+        )
         register_shutdown_flush(api, self._writer, reactor)
         self._writer.start()
         if (api.worker_name or "master") == config.delivery_instance:

@@ -10,7 +10,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
-from . import claims, digest, meta, outbox
+from . import claims, digest, meta, outbox, recovery
 from .dbutil import is_postgres
 from .digests import DigestPolicy, fetch_for_delivery_txn
 from .recovery import RecoveryResult, recover_txn
@@ -47,6 +47,7 @@ def record_txn(
     prune: bool,
     advance: bool,
     instance: str = "master",
+    marker: tuple[bool, int | None] = (False, None),
 ) -> None:
     """Inserts ``changes`` into the outbox with their keyed digests and the positions they claim, and the
     claims, in one transaction (so a claim exists exactly when its change is in the outbox).
@@ -55,7 +56,15 @@ def record_txn(
     drops after COMMIT), which then retries with the same changes first (and maybe more behind them). The
     instance's last written change ID commits with the rows; finding it among ``changes`` means everything
     up to it is in already. (Looking the IDs up in the outbox would not do: delivery may have sent and
-    deleted those rows while the writer backed off.)"""
+    deleted those rows while the writer backed off.)
+
+    ``marker``: (clear the clean-shutdown marker, the position to set it to or None), see ``recovery``. Set
+    in the same transaction as the last changes, it vouches exactly for what is committed with it."""
+    clear, clean_through = marker
+    if clear or clean_through is not None:
+        recovery.clear_clean_shutdown_txn(txn)
+    if clean_through is not None:
+        meta.set_meta_txn(txn, recovery.CLEAN_SHUTDOWN, str(clean_through))
     name = LAST_WRITE_PREFIX + instance
     last = meta.get_meta_txn(txn, name)
     ids = [change.change_id for change in changes]
@@ -105,8 +114,12 @@ class AuditStore:
         self._tables_ready = False
         self._key = b""
         self._writes = 0
-        #: Set once this run's recovery has finished: only then may pruning move ``recovered_through``.
+        #: Set once this run's recovery has finished: only then may pruning move ``recovered_through``, and
+        #: only then may a clean shutdown leave its marker.
         self.recovery_done = False
+        #: A clean-shutdown marker may be in the table (left by the last run, if recovery did not read it, or
+        #: written by this one): the next write deletes it, so a later crash never looks clean.
+        self.marker_may_be_set = True
 
     async def ensure_tables(self) -> None:
         if not self._tables_ready:
@@ -114,7 +127,8 @@ class AuditStore:
             self._key = await self._api.run_db_interaction("account_data_audit_key", digest.digest_key_txn)
             self._tables_ready = True
 
-    async def record(self, changes: list[outbox.NewChange]) -> None:
+    async def record(self, changes: list[outbox.NewChange], clean_through: int | None = None) -> None:
+        """Writes ``changes``; with ``clean_through``, also the clean-shutdown marker for that position."""
         await self.ensure_tables()
         self._writes += 1
         prune = self._writes % _PRUNE_EVERY_WRITES == 0
@@ -126,17 +140,27 @@ class AuditStore:
             prune,
             self.recovery_done,
             self._api.worker_name or "master",
+            (self.marker_may_be_set, clean_through),
         )
+        self.marker_may_be_set = clean_through is not None
 
     async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult:
         await self.ensure_tables()
-        return await self._api.run_db_interaction(
+        result: RecoveryResult = await self._api.run_db_interaction(
             "account_data_audit_recover",
             recover_txn,
             fence,
             self._api.get_current_time_msec(),
             new_id,
             lambda rows: with_digests(self._key, rows),
+        )
+        self.marker_may_be_set = False  # recovery deletes it
+        return result
+
+    async def sync(self) -> None:
+        """One round trip through Synapse's database pool (see ``OutboxWriter.close``)."""
+        await self._api.run_db_interaction(
+            "account_data_audit_sync", meta.get_meta_txn, recovery.CLEAN_SHUTDOWN
         )
 
     async def fetch_batch(

@@ -11,7 +11,8 @@ the few milliseconds until the writer commits it, and:
 - everything pending when a write starts goes in one transaction (many concurrent users, one commit);
 - a failed write is retried with backoff, the changes kept in order; past ``max_pending`` waiting changes
   the callback does wait for the writer, so a database outage cannot grow memory without bound;
-- on Synapse shutdown, ``flush`` runs before the database pool closes;
+- on Synapse shutdown, ``close`` flushes before the database pool closes, and leaves the clean-shutdown
+  marker that lets the next start skip recovery's scan;
 - on the account-data stream writer, crash recovery (``recovery``) runs first, before any change is
   written, so recovered changes come before this run's in the outbox.
 
@@ -89,6 +90,7 @@ class OutboxWriter:
         max_pending: int = 10_000,
         rand: random.Random | None = None,
         recovery_fence: int | None = None,
+        stream_position: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._api = api
         self._store = store
@@ -102,6 +104,13 @@ class OutboxWriter:
         #: Synapse's account-data stream position at startup; None where this instance does not recover.
         self._fence = recovery_fence
         self._recovery_pending = recovery_fence is not None
+        #: Synapse's account-data stream position now (for the clean-shutdown marker).
+        self._stream_position = stream_position
+        # Only the instance that recovers reads the clean-shutdown marker, so only it writes or clears one.
+        store.marker_may_be_set = recovery_fence is not None
+        #: The clean-shutdown marker's position, once ``close`` asked for it, until it is written.
+        self._marker_due: int | None = None
+        self._marker_waiters: list[defer.Deferred[None]] = []
 
     @property
     def pending(self) -> int:
@@ -132,6 +141,35 @@ class OutboxWriter:
         self._start()
         await self._wait_until_at_most(0)
 
+    async def close(self) -> None:
+        """At shutdown: flushes, then, on the instance that recovers and once this run's recovery is done,
+        leaves the clean-shutdown marker (see ``recovery``) so the next start skips the scan.
+
+        The marker's position is read first, then one round trip through the database pool lets changes that
+        Synapse committed at or below it reach this callback (Synapse persists its stream position with one
+        more query before it calls modules); the marker then commits in one transaction with every change
+        pending, so it vouches only for what is in the outbox. A change recorded after it deletes it again
+        (``AuditStore.marker_may_be_set``)."""
+        await self.flush()
+        if self._fence is None or not self._store.recovery_done:
+            return
+        position = self._stream_position()
+        if position is None:
+            return
+        try:
+            await self._store.sync()
+        except Exception as e:
+            # No marker: the next start scans, as after a crash.
+            logger.warning("Could not leave the account-data audit clean-shutdown marker: %s", e)
+            return
+        # The writer loop writes it (one write at a time), with whatever is pending then.
+        self._marker_due = position
+        done: defer.Deferred[None] = defer.Deferred()
+        self._marker_waiters.append(done)
+        self._start()
+        await make_deferred_yieldable(done)
+        logger.info("Account-data audit: clean shutdown through stream position %d", position)
+
     def start(self) -> None:
         """Runs crash recovery now, if this instance does it (else the first change starts the writer)."""
         self._start()
@@ -141,7 +179,7 @@ class OutboxWriter:
         return self._recovery_pending
 
     def _start(self) -> None:
-        if (self._pending or self._recovery_pending) and not self._running:
+        if (self._pending or self._recovery_pending or self._marker_due is not None) and not self._running:
             self._running = True
             # On the reactor's next turn, not now: the request that recorded the change finishes writing its
             # response first instead of competing with the database thread for the GIL.
@@ -175,6 +213,12 @@ class OutboxWriter:
                 continue
             self._store.recovery_done = True
             self._report(result)
+            if result.clean_through is not None:
+                logger.info(
+                    "Account-data audit recovery: nothing missing through stream position %d (Synapse stopped "
+                    "cleanly: no scan needed)",
+                    result.clean_through,
+                )
             if result.recovered or result.gap_keys:
                 self._on_written()
             return
@@ -234,10 +278,12 @@ class OutboxWriter:
             if self._fence is not None and self._recovery_pending:
                 await self._recover(self._fence)
                 self._recovery_pending = False
-            while self._pending:
+            while self._pending or self._marker_due is not None:
                 batch = self._pending[:MAX_ROWS_PER_WRITE]
+                # The marker goes with the last of the pending changes (or alone), never before any of them.
+                marker = self._marker_due if len(batch) == len(self._pending) else None
                 try:
-                    await self._store.record(batch)
+                    await self._store.record(batch, clean_through=marker)
                 except Exception as e:
                     # A write may have failed after it committed: the retry skips what is in already (see
                     # ``store.record_txn``).
@@ -255,8 +301,14 @@ class OutboxWriter:
                 attempt = 0
                 del self._pending[: len(batch)]
                 PENDING.set(len(self._pending))
+                if marker is not None:
+                    self._marker_due = None
+                    waiters, self._marker_waiters = self._marker_waiters, []
+                    for waiter in waiters:
+                        waiter.callback(None)
                 self._wake_waiters()
-                self._on_written()
+                if batch:
+                    self._on_written()
         finally:
             # The loop only ends with nothing pending: a change recorded during a write is taken by the
             # loop's next turn.
@@ -273,5 +325,5 @@ def register_shutdown_flush(api: ModuleApi, writer: OutboxWriter, reactor: Any =
 
         reactor = global_reactor
     reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: api.run_as_background_process("account_data_audit_flush", writer.flush)
+        "before", "shutdown", lambda: api.run_as_background_process("account_data_audit_flush", writer.close)
     )

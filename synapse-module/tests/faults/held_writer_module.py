@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 class HeldAuditStore(AuditStore):
-    async def record(self, changes: list[NewChange]) -> None:
+    async def record(self, changes: list[NewChange], clean_through: int | None = None) -> None:
         await make_deferred_yieldable(defer.Deferred())
 
 
