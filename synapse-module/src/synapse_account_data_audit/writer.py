@@ -215,8 +215,8 @@ class OutboxWriter:
             self._report(result)
             if result.clean_through is not None:
                 logger.info(
-                    "Account-data audit recovery: nothing missing through stream position %d (Synapse stopped "
-                    "cleanly: no scan needed)",
+                    "Account-data audit recovery: nothing missing through stream position %d (Synapse "
+                    "stopped cleanly: no scan needed)",
                     result.clean_through,
                 )
             if result.recovered or result.gap_keys:
