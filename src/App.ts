@@ -7,6 +7,7 @@ import { Registry } from "prom-client";
 import type { AppConfig } from "./config/Config.js";
 import { ConfigError, StartupError } from "./Errors.js";
 import { ChangeProcessor } from "./ingest/ChangeProcessor.js";
+import { DeliveryHealth } from "./ingest/DeliveryHealth.js";
 import { addHealthRoute } from "./ingest/HealthRoute.js";
 import { addIngestRoutes } from "./ingest/IngestRoute.js";
 import { PostedLinks } from "./ingest/PostedLinks.js";
@@ -101,16 +102,18 @@ export async function start(
             },
         },
     );
-    const modules = new ModuleHost(config.homeserver.server_name, sender);
+    const modules = new ModuleHost(config.homeserver.server_name, sender, () => metrics.moduleFailures.inc());
     const audit = new AuditModule(
         { audit_room: auditRoomId, sender: config.sender, audit: config.audit },
         modules.api,
         {
             onRecorded: (level) => metrics.records.inc({ level }),
+            onQuarantined: (cause) => metrics.quarantined.inc({ cause }),
         },
     );
     const links = new PostedLinks((record) => audit.willPost(record));
-    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight, undefined, links);
+    const delivery = new DeliveryHealth(metrics);
+    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight, undefined, links, delivery);
 
     const appService = new AppService({
         homeserverToken: hsToken,
@@ -123,7 +126,11 @@ export async function start(
     addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown, enabled ? digest : null);
     const roomSafety = new RoomSafetyMonitor(senderIntent.matrixClient, auditRoomId, config.sender, metrics);
     await roomSafety.refresh(true);
-    addHealthRoute(appService, () => roomSafety.problems());
+    addHealthRoute(
+        appService,
+        () => roomSafety.problems(),
+        () => delivery.snapshot(),
+    );
 
     await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
     log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);

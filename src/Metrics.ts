@@ -14,6 +14,9 @@ export class Metrics {
     public readonly changeSeconds: Histogram;
     public readonly lastSeq: Gauge;
     public readonly sendRetries: Counter<"reason">;
+    public readonly quarantined: Counter<"cause">;
+    public readonly moduleFailures: Counter;
+    public readonly deliveryHeld: Gauge<"reason">;
 
     public constructor(public readonly registry: Registry) {
         const registers = [registry];
@@ -83,6 +86,27 @@ export class Metrics {
         this.sendRetries = new Counter({
             name: "account_data_audit_send_retries_total",
             help: "Retried sends to the homeserver, by reason.",
+            labelNames: ["reason"],
+            registers,
+        });
+        this.quarantined = new Counter({
+            name: "account_data_audit_quarantined_total",
+            help:
+                "Records posted as quarantine notices instead of themselves, by cause: too_large (even cut), refused " +
+                "(the homeserver refused the event for what it holds), error (it could not be built).",
+            labelNames: ["cause"],
+            registers,
+        });
+        this.moduleFailures = new Counter({
+            name: "account_data_audit_module_failures_total",
+            help: "Records on which a module's callback failed (logged; the trail went on without that module's part).",
+            registers,
+        });
+        this.deliveryHeld = new Gauge({
+            name: "account_data_audit_delivery_held",
+            help:
+                "1 while delivery into the audit room is held, by reason: room (the sender may not post there), auth " +
+                "(the homeserver refuses the appservice's token), transient (homeserver unreachable or failing).",
             labelNames: ["reason"],
             registers,
         });

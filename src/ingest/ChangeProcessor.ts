@@ -9,7 +9,8 @@
  * are replayed, and skipped or deduplicated by their transaction IDs, so they never post twice).
  */
 import { Logger } from "matrix-appservice-bridge";
-import { SendFailedError } from "../matrix/SendErrors.js";
+import { holdsDelivery, SendFailedError } from "../matrix/SendErrors.js";
+import type { DeliveryHealth } from "./DeliveryHealth.js";
 import { ChangeScheduler } from "./ChangeScheduler.js";
 import type { PostedRef } from "../modules/ModuleApi.js";
 import { type AuditRecord, type AuditUnit, isGap, lastSeqOf, type ModuleHost, toUnits } from "../modules/ModuleHost.js";
@@ -20,6 +21,9 @@ const log = new Logger("ChangeProcessor");
 
 /** How many recently handled change ids are remembered, to skip a replayed batch without resending. */
 const RECENT_IDS = 20_000;
+
+/** How many failed batches are remembered, to fail the batches the host module had sent behind them. */
+const FAILED_BATCHES = 64;
 
 /** How long a batch that arrived before its predecessor waits for it (normally a few milliseconds). */
 const PREDECESSOR_WAIT_MS = 5_000;
@@ -51,6 +55,8 @@ export class ChangeProcessor {
     private lastStartedSeq: number | null = null;
     private readonly waitingFor = new Map<number, () => void>();
     private readonly recentIds = new Set<string>();
+    /** The last seqs of recent batches that failed: a batch that `follows` one of them fails too. */
+    private readonly failedBatchEnds = new Set<number>();
 
     public constructor(
         private readonly modules: Pick<ModuleHost, "dispatch">,
@@ -58,6 +64,7 @@ export class ChangeProcessor {
         maxInFlight = 8,
         private readonly predecessorWaitMs = PREDECESSOR_WAIT_MS,
         private readonly links: PostedLinks | null = null,
+        private readonly health: DeliveryHealth | null = null,
     ) {
         this.scheduler = new ChangeScheduler(maxInFlight, (change) => this.handle(change));
     }
@@ -78,25 +85,49 @@ export class ChangeProcessor {
         ackedHead: PostedRef | null = null,
     ): Promise<BatchResult> {
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
+        if (follows !== null && this.failedBatchEnds.has(follows)) {
+            // The batch before this one failed after it had finished here: acknowledging this one would let the host
+            // module drop changes that belong after the failed ones (the host module resends from the failed batch).
+            this.noteFailed(records);
+            this.started(records);
+            throw new BatchFailedError(`The batch ending at seq ${follows}, before this one, failed`, null);
+        }
+        // Sent on its own (a retry, or the first of the host module's pipeline): an earlier failure ending at the
+        // same seq no longer says anything about the batches sent behind this one.
+        if (follows === null) this.failedBatchEnds.delete(records.at(-1)?.seq ?? -1);
         const planned = this.links ? this.links.plan(records, follows !== null, postedHead, ackedHead) : records;
         const changes = toUnits(planned);
         const outcomes = changes.map((change) => this.scheduler.submit(change));
         // Only a batch still running holds this one back: a failure already reported does not (the batch
         // after it is the retry).
         const result = this.settle(changes, outcomes, this.running);
+        result.catch(() => this.noteFailed(records));
         this.running = result;
         const finished = () => {
             if (this.running === result) this.running = undefined;
         };
         result.then(finished, finished);
-        const last = records.at(-1);
-        if (last) {
-            this.lastStartedSeq = last.seq;
-            const next = this.waitingFor.get(last.seq);
-            this.waitingFor.delete(last.seq);
-            next?.();
-        }
+        this.started(records);
         return result;
+    }
+
+    /** `records` have started (or failed at once): the batch sent behind them may start. */
+    private started(records: readonly AuditRecord[]): void {
+        const last = records.at(-1);
+        if (!last) return;
+        this.lastStartedSeq = last.seq;
+        const next = this.waitingFor.get(last.seq);
+        this.waitingFor.delete(last.seq);
+        next?.();
+    }
+
+    private noteFailed(records: readonly AuditRecord[]): void {
+        const last = records.at(-1);
+        if (!last) return;
+        this.failedBatchEnds.add(last.seq);
+        if (this.failedBatchEnds.size > FAILED_BATCHES) {
+            this.failedBatchEnds.delete(this.failedBatchEnds.values().next().value as number);
+        }
     }
 
     /** Resolves once the batch ending at `seq` has started; rejects if it does not arrive in time. */
@@ -166,11 +197,13 @@ export class ChangeProcessor {
         try {
             await this.modules.dispatch(change);
         } catch (err) {
+            if (holdsDelivery(err)) this.health?.held(err);
             const hint = err instanceof SendFailedError && err.adminHint ? ` ${err.adminHint}` : "";
             log.error(`Change ${change.id} (seq ${change.seq}) failed: ${(err as Error).message}.${hint}`);
             this.metrics?.changesFailed.inc();
             throw err;
         }
+        this.health?.delivered();
         this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
         if (change.kind === "digest") {
             this.metrics?.digests.inc();

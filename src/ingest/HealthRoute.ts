@@ -1,21 +1,31 @@
 /**
- * GET /health: liveness plus the audit room's safety (RoomSafety.ts), as JSON. Always 200 while the appservice
- * runs: an unsafe room is a warning for the admin, not a reason to stop recording.
+ * GET /health: liveness, whether delivery into the audit room is held and why (DeliveryHealth.ts), and the audit
+ * room's safety (RoomSafety.ts), as JSON. Always 200 while the appservice runs (an unsafe room is a warning for
+ * the admin, not a reason to stop recording); `status` is "degraded" while delivery is held.
  */
 import type { Request, Response } from "express";
 import type { AppService } from "matrix-appservice-bridge";
 import type { RoomProblem } from "../matrix/RoomSafety.js";
+import type { DeliveryState } from "./DeliveryHealth.js";
 
 interface Layer {
     route?: { path?: string };
 }
 
-export function addHealthRoute(appService: AppService, roomProblems: () => Promise<RoomProblem[] | null>): void {
+export function addHealthRoute(
+    appService: AppService,
+    roomProblems: () => Promise<RoomProblem[] | null>,
+    delivery: () => DeliveryState = () => ({ status: "ok" }),
+): void {
     const app = appService.expressApp;
     app.get("/health", (_req: Request, res: Response) => {
+        const answer = (auditRoom: { problems: RoomProblem[] } | null) => {
+            const state = delivery();
+            res.json({ status: state.status === "ok" ? "ok" : "degraded", delivery: state, audit_room: auditRoom });
+        };
         roomProblems().then(
-            (problems) => res.json({ status: "ok", audit_room: problems === null ? null : { problems } }),
-            () => res.json({ status: "ok", audit_room: null }),
+            (problems) => answer(problems === null ? null : { problems }),
+            () => answer(null),
         );
     });
     // matrix-appservice registers a plain "OK" /health in its constructor, before this one, and Express serves

@@ -19,7 +19,6 @@
  * trail must not show 1 where the user stored 1.0, or round a 64-bit integer.
  */
 import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
-import { isRoomId, isUserId } from "../matrix/Identifiers.js";
 import type { AuditGapKey, PostedRef, TrailInfo } from "../modules/ModuleApi.js";
 import type { AccountDataChange, AuditRecord, DeactivationRecord, GapRecord } from "../modules/ModuleHost.js";
 
@@ -91,23 +90,31 @@ export function parsePostedRef(value: unknown, field: string): PostedRef | null 
     return { seq: value.seq, hash: parseHash(value.hash, `${field}.hash`) };
 }
 
+/**
+ * The checks on IDs and types are no stricter than what Synapse lets a client store (README, "Delivery
+ * protocol"): a change we refused would hold up every change behind it. Synapse's `RoomID.is_valid` takes any
+ * localpart (spaces, non-ASCII, control characters, any length) and its user IDs include legacy ones; the type
+ * is any string, also empty. So: a sigil, and a string.
+ */
+function isUserIdLike(value: unknown): value is string {
+    return typeof value === "string" && value.startsWith("@");
+}
+
+function isRoomIdLike(value: unknown): value is string {
+    return typeof value === "string" && value.startsWith("!");
+}
+
 /** user_id, room_id and type of a change or of a gap notice's key. */
 function parseKey(
     raw: Record<string, unknown>,
     field: string,
 ): { userId: string; roomId: string | null; type: string } {
     const { user_id: userId, room_id: roomId, type } = raw;
-    if (typeof userId !== "string" || !isUserId(userId)) {
-        throw new BadFieldError(`${field}.user_id`, "must be a user ID (@localpart:server)");
-    }
-    if (roomId !== null && (typeof roomId !== "string" || !isRoomId(roomId))) {
+    if (!isUserIdLike(userId)) throw new BadFieldError(`${field}.user_id`, "must be a user ID (@…)");
+    if (roomId !== null && !isRoomIdLike(roomId)) {
         throw new BadFieldError(`${field}.room_id`, "must be a room ID (!…) or null");
     }
-    // No length cap: Synapse stores account-data types of any length, and a change we refused would hold up
-    // every change behind it (the request body's size limit bounds it anyway).
-    if (typeof type !== "string" || type.length === 0) {
-        throw new BadFieldError(`${field}.type`, "must be a non-empty string");
-    }
+    if (typeof type !== "string") throw new BadFieldError(`${field}.type`, "must be a string");
     return { userId, roomId, type };
 }
 
@@ -124,9 +131,7 @@ function parseGapKey(raw: unknown, field: string): AuditGapKey {
 function parseDeactivation(raw: Record<string, unknown>, field: string): DeactivationRecord {
     const header = parseHeader(raw, field);
     const { user_id: userId, deactivated, by_admin: byAdmin } = raw;
-    if (typeof userId !== "string" || !isUserId(userId)) {
-        throw new BadFieldError(`${field}.user_id`, "must be a user ID (@localpart:server)");
-    }
+    if (!isUserIdLike(userId)) throw new BadFieldError(`${field}.user_id`, "must be a user ID (@…)");
     if (typeof deactivated !== "boolean") throw new BadFieldError(`${field}.deactivated`, "must be a boolean");
     if (typeof byAdmin !== "boolean") throw new BadFieldError(`${field}.by_admin`, "must be a boolean");
     return { kind: "deactivation", ...header, userId, deactivated, byAdmin };
@@ -172,16 +177,26 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
+    const change = { ...header, recovered, contentJson: content, userId, roomId, type, digestGroup };
+    // Content the appservice cannot read is this change's problem, not the batch's: it is quarantined.
     let parsed: unknown;
     try {
         parsed = parseLossless(content);
     } catch (err) {
-        throw new BadFieldError(`${field}.content`, `is not valid JSON: ${(err as Error).message}`);
+        return {
+            ...change,
+            content: new LosslessObject(),
+            contentError: `the content is not valid JSON: ${(err as Error).message}`,
+        };
     }
     if (!(parsed instanceof LosslessObject)) {
-        throw new BadFieldError(`${field}.content`, "must be the JSON text of an object");
+        return {
+            ...change,
+            content: new LosslessObject(),
+            contentError: "the content is not the JSON text of an object",
+        };
     }
-    return { ...header, recovered, contentJson: content, userId, roomId, type, content: parsed, digestGroup };
+    return { ...change, content: parsed };
 }
 
 export interface ChangeBatch {

@@ -3,7 +3,7 @@
  * caller (derived from the change), so resending after a timeout or a crash never posts twice.
  */
 import { Logger } from "matrix-appservice-bridge";
-import { EventTooLargeError, SendFailedError } from "./SendErrors.js";
+import { EventRefusedError, EventTooLargeError, SendFailedError } from "./SendErrors.js";
 
 const log = new Logger("EventSender");
 
@@ -43,7 +43,8 @@ type Outcome =
     | { kind: "device_lost"; detail: string }
     | { kind: "too_large"; detail: string }
     | { kind: "forbidden"; detail: string }
-    | { kind: "rejected"; detail: string };
+    | { kind: "unauthorized"; detail: string }
+    | { kind: "rejected"; status: number; errcode: string | null; detail: string };
 
 interface HttpErrorShape {
     statusCode?: number;
@@ -72,13 +73,18 @@ export function classifySendError(err: unknown): Outcome {
     if (errcode === "M_TOO_LARGE" || status === 413) {
         return { kind: "too_large", detail };
     }
-    if (errcode === "M_FORBIDDEN" || status === 403) {
+    // The room or the sender (not joined, no power, deactivated, no such room): every event would fail alike.
+    if (errcode === "M_FORBIDDEN" || status === 403 || status === 404) {
         return { kind: "forbidden", detail };
+    }
+    if (status === 401) {
+        return { kind: "unauthorized", detail };
     }
     if (status >= 500) {
         return { kind: "retry", reason: "server_error", detail };
     }
-    return { kind: "rejected", detail };
+    // Any other 4xx (M_BAD_JSON, M_NOT_JSON, M_INVALID_PARAM, …) is about what this event holds.
+    return { kind: "rejected", status, errcode: errcode ?? null, detail };
 }
 
 export interface SendRequest {
@@ -103,6 +109,12 @@ export class EventSender {
         const path =
             `/_matrix/client/v3/rooms/${encodeURIComponent(req.roomId)}/send/` +
             `${encodeURIComponent(req.type)}/${encodeURIComponent(req.txnId)}`;
+        const lone = findLoneSurrogate(req.content);
+        if (lone !== null) {
+            // Synapse reads "\ud800" back into a lone surrogate and then fails to encode the event (a 500 that no
+            // retry mends): refuse it here, as the homeserver would have.
+            throw new EventRefusedError(`The event would hold a lone surrogate (in ${lone})`);
+        }
         const requester = this.requesterFor(req.sender);
         const started = this.clock.now();
         let backoffMs = this.policy.initialMs;
@@ -131,15 +143,28 @@ export class EventSender {
                     throw new SendFailedError(
                         `${req.sender} may not send ${req.type} into ${req.roomId} (${outcome.detail})`,
                         `Invite ${req.sender} to ${req.roomId} and give it enough power level to send ${req.type} events.`,
+                        "room",
+                    );
+                case "unauthorized":
+                    throw new SendFailedError(
+                        `The homeserver does not accept the appservice's token (${outcome.detail})`,
+                        "Check that the registration file Synapse loads (app_service_config_files) is the one this appservice uses (-f).",
+                        "auth",
                     );
                 case "rejected":
-                    throw new SendFailedError(`The homeserver rejected the event (${outcome.detail})`);
+                    throw new EventRefusedError(
+                        `The homeserver refused the event (${outcome.detail})`,
+                        outcome.status,
+                        outcome.errcode,
+                    );
                 case "retry": {
                     const waitMs = outcome.waitMs ?? backoffMs;
                     backoffMs = Math.min(backoffMs * 2, this.policy.maxMs);
                     if (this.clock.now() + waitMs - started > this.policy.deadlineMs) {
                         throw new SendFailedError(
                             `Gave up sending into ${req.roomId} after ${attempt} attempts (${outcome.detail})`,
+                            undefined,
+                            "transient",
                         );
                     }
                     log.warn(`Send ${req.txnId} failed (${outcome.detail}); retrying in ${waitMs} ms`);
@@ -149,4 +174,23 @@ export class EventSender {
             }
         }
     }
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The key of the first string (or key) in `value` holding a lone surrogate, or null. Iterative: any depth. */
+export function findLoneSurrogate(value: unknown): string | null {
+    const stack: [string, unknown][] = [["content", value]];
+    for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+        const [where, current] = item;
+        if (typeof current === "string") {
+            if (LONE_SURROGATE.test(current)) return where;
+        } else if (typeof current === "object" && current !== null) {
+            for (const [key, child] of Object.entries(current)) {
+                if (LONE_SURROGATE.test(key)) return `${where} (a key)`;
+                stack.push([Array.isArray(current) ? where : key, child]);
+            }
+        }
+    }
+    return null;
 }

@@ -8,13 +8,21 @@
  */
 import { Logger } from "matrix-appservice-bridge";
 import { prettyJson, pythonDumps } from "../json/PythonJson.js";
-import { EventTooLargeError } from "../matrix/SendErrors.js";
+import { EventRefusedError, EventTooLargeError, holdsDelivery } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
 import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
 import { auditMessageBody, cutMessageBody, deactivationBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
 import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
 import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
 import { type DecidedChange, digestMessage } from "./audit/Digest.js";
+import {
+    type Quarantinable,
+    quarantineBody,
+    quarantineHtml,
+    type QuarantineFields,
+    quarantineReason,
+    quarantineRecord,
+} from "./audit/Quarantine.js";
 import type {
     AccountDataContent,
     AuditGap,
@@ -38,10 +46,26 @@ export const MIN_CONTENT_BYTES = 2_000;
 
 const HTML = "org.matrix.custom.html";
 
+/** Why a record was quarantined, for the metric: the event was too large even when cut, the homeserver refused it
+ * for another reason, or it could not be built (a bug). */
+export type QuarantineCause = "too_large" | "refused" | "error";
+
 export interface AuditModuleOptions {
     maxContentBytes?: number;
     /** Told the level of every change (metrics count them, `none` included). */
     onRecorded?: (level: AuditLevel) => void;
+    /** Told of every record posted as a quarantine notice. */
+    onQuarantined?: (cause: QuarantineCause) => void;
+}
+
+function causeOf(err: unknown): QuarantineCause {
+    if (err instanceof EventTooLargeError) return "too_large";
+    return err instanceof EventRefusedError ? "refused" : "error";
+}
+
+/** Lone surrogates (content may hold them) become U+FFFD in HTML: the event must be valid UTF-8. */
+function wellFormed(text: string): string {
+    return text.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
 }
 
 function encodedSize(content: Record<string, unknown>): number {
@@ -64,17 +88,67 @@ export class AuditModule {
         this.policy = new AuditPolicy(config.audit);
         this.maxContentBytes = options.maxContentBytes ?? DEFAULT_MAX_CONTENT_BYTES;
         api.registerAccountDataCallbacks({
-            onAccountDataUpdated: (userId, roomId, type, content, change) =>
-                this.logNewAccountData({ ...change, userId, roomId, type }, content),
-            onAccountDataGap: (gap) => this.postGapNotice(gap),
-            onUserDeactivation: (record) => this.postDeactivation(record),
+            onAccountDataUpdated: (userId, roomId, type, content, change) => {
+                const facts = { ...change, userId, roomId, type };
+                return this.guarded({ ...facts, kind: "change" }, "", () => this.logNewAccountData(facts, content));
+            },
+            onAccountDataGap: (gap) => this.guarded({ ...gap, kind: "gap" }, "", () => this.postGapNotice(gap)),
+            onUserDeactivation: (record) =>
+                this.guarded({ ...record, kind: "deactivation" }, "", () => this.postDeactivation(record)),
             onAccountDataDigest: (changes) => this.postDigest(changes),
+            onAccountDataQuarantined: (change, reason) => this.quarantine({ ...change, kind: "change" }, reason, ""),
         });
     }
 
     /** Whether this module posts `record` (it leaves out changes its policy gives level none). */
     public willPost(record: AuditRecord): boolean {
         return !isChange(record) || this.policy.decide(record.userId, record.roomId, record.type).level !== "none";
+    }
+
+    /**
+     * Runs `post`; if it fails for what the record holds (the homeserver refused the event, or it could not be
+     * built), posts the record quarantined instead, so the trail goes on. Failures that hold delivery (the room,
+     * the sender, the token, an unreachable homeserver) are thrown: the batch waits and nothing is lost.
+     */
+    private async guarded(record: Quarantinable, key: string, post: () => Promise<void>): Promise<void> {
+        try {
+            await post();
+        } catch (err) {
+            if (holdsDelivery(err)) throw err;
+            this.options.onQuarantined?.(causeOf(err));
+            await this.quarantine(record, quarantineReason(err), key);
+        }
+    }
+
+    /** Posts `record` as a quarantine notice (README, "Quarantined records"). */
+    private async quarantine(record: Quarantinable, reason: string, key: string): Promise<void> {
+        log.error(`Quarantined the record of seq ${record.seq} (${record.kind}): ${reason}`);
+        const fields = quarantineRecord(record, reason);
+        const shown = fields as unknown as QuarantineFields;
+        try {
+            await this.send(
+                {
+                    msgtype: "m.notice",
+                    body: quarantineBody(shown),
+                    format: HTML,
+                    formatted_body: quarantineHtml(shown),
+                    [RECORD_KEY]: fields,
+                },
+                `quarantine${key}`,
+            );
+        } catch (err) {
+            if (holdsDelivery(err)) throw err;
+            // Not even the notice could be posted: say so without the record (verify reports the seq as missing,
+            // which it is), rather than stop the trail.
+            log.error(`The quarantine notice of seq ${record.seq} was refused too: ${quarantineReason(err)}`);
+            await this.send(
+                {
+                    msgtype: "m.notice",
+                    body: `Audit record quarantined: seq ${record.seq} could not be posted, not even as a notice (${quarantineReason(err)}).`,
+                },
+                `quarantine-bare${key}`,
+            );
+        }
     }
 
     private async logNewAccountData(change: ChangeFacts & ChangeInfo, content: AccountDataContent): Promise<void> {
@@ -130,7 +204,7 @@ export class AuditModule {
         const body = auditMessageBody(change.userId, change.roomId, change.type, pythonDumps(content));
         // Most readable first; each step leaves out more of the content's second and third copies.
         const candidates = [
-            () => message(body, jsonBlock(prettyJson(content), size), changeRecord(change, "full")),
+            () => message(body, jsonBlock(wellFormed(prettyJson(content)), size), changeRecord(change, "full")),
             () => message(body, omittedHtml(size), changeRecord(change, "full")),
             () => message(body, omittedHtml(size), changeRecord(change, "full", false)),
         ];
@@ -172,38 +246,61 @@ export class AuditModule {
             decision: this.policy.decide(change.userId, change.roomId, change.type),
         }));
         for (const { decision } of decided) this.options.onRecorded?.(decision.level);
-        await this.postDigestPart(decided.filter(({ decision }) => decision.level !== "none"));
+        const first = changes[0]?.seq ?? 0;
+        const last = changes.at(-1)?.seq ?? first;
+        // Keyed on the whole digest's seqs, not on which of its changes the policy posts: a replay under changed
+        // rules finds the event already posted instead of posting its changes a second time.
+        await this.postDigestPart(
+            decided.filter(({ decision }) => decision.level !== "none"),
+            `digest:${first}-${last}`,
+        );
     }
 
     /**
      * Posts `posted` as one event, or, if it cannot fit, in two halves, each again as one event or split: the
-     * split depends only on the digest, and each part's transaction ID on its first change, so a replay posts
-     * the same events. A single change goes as a message of its own (cut as usual if it is too large).
+     * split depends only on the digest, and each part's transaction ID on its seqs, so a replay posts the same
+     * events. A single change goes as a message of its own (cut as usual if it is too large). If the homeserver
+     * refuses a part for what it holds, its changes go one by one, each recorded or quarantined on its own.
      */
-    private async postDigestPart(posted: readonly DecidedChange[]): Promise<void> {
+    private async postDigestPart(posted: readonly DecidedChange[], key: string): Promise<void> {
         const [only] = posted;
         if (!only) return;
         if (posted.length === 1) {
-            await this.postChange(only.change, only.change.content, only.decision, `digest:${only.change.seq}`);
+            await this.postSingle(only, key);
             return;
         }
         let budget = this.maxContentBytes;
         for (;;) {
-            const message = digestMessage(posted, budget);
-            if (message === null) break;
             try {
-                await this.send(message, `digest:${only.change.seq}`);
+                const message = digestMessage(posted, budget);
+                if (message === null) break;
+                await this.send(message, key);
                 return;
             } catch (err) {
-                if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
-                // The envelope was larger than we allowed for.
-                budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
+                if (holdsDelivery(err)) throw err;
+                if (err instanceof EventTooLargeError) {
+                    if (budget <= MIN_CONTENT_BYTES) break;
+                    // The envelope was larger than we allowed for.
+                    budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
+                    continue;
+                }
+                log.warn(`Digest ${key} refused (${quarantineReason(err)}): posting its changes one by one`);
+                for (const one of posted) await this.postSingle(one, `digest:${one.change.seq}-${one.change.seq}`);
+                return;
             }
         }
         const half = Math.ceil(posted.length / 2);
         log.info(`Digest of ${posted.length} changes does not fit one event: posting it in two parts`);
-        await this.postDigestPart(posted.slice(0, half));
-        await this.postDigestPart(posted.slice(half));
+        for (const part of [posted.slice(0, half), posted.slice(half)]) {
+            await this.postDigestPart(part, `digest:${part[0]?.change.seq}-${part.at(-1)?.change.seq}`);
+        }
+    }
+
+    /** One change of a digest as a message of its own, quarantined if it cannot be posted. */
+    private async postSingle({ change, decision }: DecidedChange, key: string): Promise<void> {
+        await this.guarded({ ...change, kind: "change" }, `:${change.seq}`, () =>
+            this.postChange(change, change.content, decision, key),
+        );
     }
 
     private async postDeactivation(record: UserDeactivation): Promise<void> {

@@ -121,6 +121,15 @@ export interface DigestChange extends ChangeInfo {
  */
 export type OnAccountDataDigest = (changes: readonly DigestChange[]) => Promise<void>;
 
+/**
+ * A change the appservice could not read (its content is not the JSON text of an object: a host module bug),
+ * given instead of onAccountDataUpdated with the reason. The audit module posts it quarantined.
+ */
+export type OnAccountDataQuarantined = (
+    change: ChangeInfo & { readonly userId: string; readonly roomId: string | null; readonly type: string },
+    reason: string,
+) => Promise<void>;
+
 export interface AccountDataCallbacks {
     onAccountDataUpdated?: OnAccountDataUpdated;
     /** Not in Synapse's API: called where the trail has a known gap (see AuditGap). */
@@ -129,6 +138,8 @@ export interface AccountDataCallbacks {
     onUserDeactivation?: OnUserDeactivation;
     /** Not in Synapse's API: see OnAccountDataDigest. */
     onAccountDataDigest?: OnAccountDataDigest;
+    /** Not in Synapse's API: see OnAccountDataQuarantined. */
+    onAccountDataQuarantined?: OnAccountDataQuarantined;
 }
 
 /** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */
@@ -154,8 +165,11 @@ export interface ModuleApi {
     registerAccountDataCallbacks(callbacks: AccountDataCallbacks): void;
     /**
      * Sends an event as `event.sender` (a user of this appservice), retrying rate limits, 5xx and network
-     * errors. Throws EventTooLargeError if the homeserver refuses the event's size, SendFailedError
-     * otherwise. Returns the event ID.
+     * errors. Throws EventTooLargeError if the homeserver refuses the event's size, EventRefusedError if it
+     * refuses it for anything else it holds (the callback may post something else instead; if it throws it,
+     * the change is logged and counted and the trail goes on), SendFailedError where delivery must hold (the
+     * room, the sender, the token, or the homeserver unreachable: the change is retried later). Returns the
+     * event ID.
      */
     createAndSendEventIntoRoom(event: EventToSend, options?: SendOptions): Promise<string>;
 }

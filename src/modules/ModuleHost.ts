@@ -5,7 +5,9 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { LosslessObject } from "../json/LosslessJson.js";
+import { Logger } from "matrix-appservice-bridge";
 import type { EventSender } from "../matrix/EventSender.js";
+import { holdsDelivery } from "../matrix/SendErrors.js";
 import type {
     AccountDataCallbacks,
     AuditGap,
@@ -25,6 +27,11 @@ export interface AccountDataChange extends ChangeInfo {
     readonly roomId: string | null;
     readonly type: string;
     readonly content: LosslessObject;
+    /**
+     * Why the content could not be read (it is then an empty object): the change goes to
+     * onAccountDataQuarantined instead of onAccountDataUpdated.
+     */
+    readonly contentError?: string;
 }
 
 /** A gap notice from the host module's crash recovery. */
@@ -116,6 +123,8 @@ export function orderingKeys(unit: AuditUnit): string[] {
     return [unit.userId];
 }
 
+const log = new Logger("ModuleHost");
+
 interface DispatchContext {
     changeId: string;
     callbackIndex: number;
@@ -127,7 +136,12 @@ export class ModuleHost {
     private readonly context = new AsyncLocalStorage<DispatchContext>();
     public readonly api: ModuleApi;
 
-    public constructor(serverName: string, sender: EventSender) {
+    public constructor(
+        serverName: string,
+        sender: EventSender,
+        /** Told of a module's failure on one record (logged here; the trail goes on). */
+        private readonly onModuleFailure: (unit: AuditUnit, err: unknown) => void = () => undefined,
+    ) {
         const { registrations, context } = this;
         this.api = {
             serverName,
@@ -151,6 +165,11 @@ export class ModuleHost {
         };
     }
 
+    private onModuleError(unit: AuditUnit, err: unknown): void {
+        log.error(`A module failed on the record of seq ${unit.seq}; the trail goes on without its part:`, err);
+        this.onModuleFailure(unit, err);
+    }
+
     public get callbackCount(): number {
         return this.registrations.filter((r) => r.onAccountDataUpdated).length;
     }
@@ -161,26 +180,37 @@ export class ModuleHost {
      */
     public async dispatch(unit: AuditUnit): Promise<void> {
         for (const [i, callbacks] of this.registrations.entries()) {
-            const run = (call: () => Promise<void> | undefined) =>
-                this.context.run({ changeId: unit.id, callbackIndex: i, sendsSoFar: 0 }, async () => await call());
-            if (unit.kind === "digest") {
-                const { onAccountDataDigest: digest, onAccountDataUpdated: each } = callbacks;
-                if (digest) await run(() => digest(unit.changes));
-                else if (each) {
-                    for (const c of unit.changes) {
-                        await this.context.run({ changeId: c.id, callbackIndex: i, sendsSoFar: 0 }, () =>
-                            each(c.userId, c.roomId, c.type, c.content, c),
-                        );
+            const run = (id: string, call: () => Promise<void> | undefined) =>
+                this.context.run({ changeId: id, callbackIndex: i, sendsSoFar: 0 }, async () => {
+                    try {
+                        await call();
+                    } catch (err) {
+                        // Only what every record would meet holds delivery; a module's failure on this record alone
+                        // must not stop the trail for everyone (the audit module quarantines its own first).
+                        if (holdsDelivery(err)) throw err;
+                        this.onModuleError(unit, err);
                     }
+                });
+            const single = (c: AccountDataChange) =>
+                run(c.id, () =>
+                    c.contentError !== undefined
+                        ? callbacks.onAccountDataQuarantined?.(c, c.contentError)
+                        : callbacks.onAccountDataUpdated?.(c.userId, c.roomId, c.type, c.content, c),
+                );
+            if (unit.kind === "digest") {
+                const { onAccountDataDigest: digest } = callbacks;
+                // A change that could not be read goes alone, so the digest falls back to one change at a time.
+                if (digest && unit.changes.every((c) => c.contentError === undefined)) {
+                    await run(unit.id, () => digest(unit.changes));
+                } else {
+                    for (const c of unit.changes) await single(c);
                 }
             } else if (isGap(unit)) {
-                await run(() => callbacks.onAccountDataGap?.(unit));
+                await run(unit.id, () => callbacks.onAccountDataGap?.(unit));
             } else if (unit.kind === "deactivation") {
-                await run(() => callbacks.onUserDeactivation?.(unit));
+                await run(unit.id, () => callbacks.onUserDeactivation?.(unit));
             } else {
-                await run(() =>
-                    callbacks.onAccountDataUpdated?.(unit.userId, unit.roomId, unit.type, unit.content, unit),
-                );
+                await single(unit);
             }
         }
     }

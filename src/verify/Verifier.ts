@@ -10,6 +10,7 @@ import { pythonDumpsJsonText } from "../json/PythonJson.js";
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
 import { auditMessageBody, withheldText } from "../modules/audit/Messages.js";
 import { expandRecords } from "../modules/audit/Digest.js";
+import { quarantineBody, type QuarantineFields } from "../modules/audit/Quarantine.js";
 import { RECORD_KEY } from "../modules/audit/Record.js";
 import { recordHash } from "./Chain.js";
 
@@ -110,8 +111,15 @@ function contentMatches(fields: Record<string, unknown>): boolean {
     return `sha256:${createHash("sha256").update(content, "utf8").digest("hex")}` === fields.content_digest;
 }
 
-/** The message line a change record says its event shows; null where it cannot be rebuilt (content left out). */
+/** A record posted as a quarantine notice (README, "Quarantined records"). */
+function isQuarantined(fields: Record<string, unknown>): boolean {
+    const quarantine = fields.quarantine as { reason?: unknown } | null | undefined;
+    return typeof quarantine === "object" && quarantine !== null && typeof quarantine.reason === "string";
+}
+
+/** The message line a record says its event shows; null where it cannot be rebuilt (content left out). */
 function expectedLine(fields: Record<string, unknown>): string | null {
+    if (isQuarantined(fields)) return quarantineBody(fields as unknown as QuarantineFields);
     const user = String(fields.user_id);
     const room = str(fields.room_id);
     const type = String(fields.type);
@@ -127,7 +135,7 @@ function expectedLine(fields: Record<string, unknown>): string | null {
 /** Does the event's body say what its change records hold (one line per record)? */
 function bodyProblem(event: RoomEvent, records: Record<string, unknown>[]): Problem | null {
     // A content that does not match its digest is reported already.
-    if (records.some((r) => r.kind !== "change" || !contentMatches(r))) return null;
+    if (records.some((r) => (r.kind !== "change" && !isQuarantined(r)) || !contentMatches(r))) return null;
     const lines = records.map(expectedLine);
     if (lines.some((l) => l === null) || event.content.body === lines.join("\n")) return null;
     const seq = typeof records[0]?.seq === "number" ? records[0].seq : null;

@@ -133,8 +133,22 @@ describe("AuditModule at level full", () => {
         await host.dispatch(change("big", JSON.stringify({ blob: "x".repeat(100_000) })));
         expect(Buffer.byteLength(JSON.stringify(sender.sent[0]?.content))).toBeLessThanOrEqual(20_000);
 
-        sender.tooLargeAbove = 10; // nothing fits: give up instead of looping
-        await expect(host.dispatch(change("big2", "{}"))).rejects.toBeInstanceOf(EventTooLargeError);
+        // The message never fits: cut a bounded number of times, then post the record quarantined.
+        sender.tooLargeAbove = Infinity;
+        sender.refuse = (req) => (req.content.msgtype === "m.text" ? new EventTooLargeError("too large") : null);
+        const refusedBefore = sender.refused.length;
+        await host.dispatch(change("big2", JSON.stringify({ blob: "x".repeat(100_000) }), null, { seq: 7 }));
+        expect(sender.refused.length - refusedBefore).toBeLessThanOrEqual(8);
+        const notice = sender.sent.at(-1);
+        expect(notice?.content.msgtype).toBe("m.notice");
+        expect(notice?.txnId).toBe("audit.big2.0.quarantine");
+        expect(notice?.content[RECORD_KEY]).toMatchObject({
+            seq: 7,
+            level: "quarantined",
+            content_size: 100_011,
+            quarantine: { reason: expect.stringContaining("EventTooLargeError") },
+        });
+        expect(JSON.stringify(notice?.content)).not.toContain("xxxx");
     });
 });
 

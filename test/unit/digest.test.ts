@@ -127,7 +127,7 @@ describe("the audit module's digest message", () => {
             [3, "metadata"],
         ]);
         expect(String(event?.content.formatted_body)).toMatch(/^<p>2 account-data changes:<\/p><ul><li>/);
-        expect(event?.txnId).toBe("audit.c1.0.digest:1");
+        expect(event?.txnId).toBe("audit.c1.0.digest:1-3");
         // After the first, records leave out what the record before them says (verify fills it in).
         expect(Object.keys(record.records[1] as object)).not.toContain("kind");
     });
@@ -154,7 +154,7 @@ describe("the audit module's digest message", () => {
         const split = post([sized(1, 25_000), sized(2, 25_000), sized(3, 25_000)]);
         await split.done;
         // Three bodies of 25 kB cannot share an event: halves [1, 2] (a digest) and [3] (a message of its own).
-        expect(split.sender.sent.map((s) => s.txnId)).toEqual(["audit.c1.0.digest:1", "audit.c1.0.digest:3"]);
+        expect(split.sender.sent.map((s) => s.txnId)).toEqual(["audit.c1.0.digest:1-2", "audit.c1.0.digest:3-3"]);
         expect(String(split.sender.sent[0]?.content.body).split("\n")).toHaveLength(2);
         for (const sent of split.sender.sent) {
             expect(Buffer.byteLength(JSON.stringify(sent.content))).toBeLessThanOrEqual(60_000);

@@ -1,7 +1,7 @@
 import { MatrixClient } from "@vector-im/matrix-bot-sdk";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Clock, EventSender, type RetryReason } from "../../src/matrix/EventSender.js";
-import { EventTooLargeError, SendFailedError } from "../../src/matrix/SendErrors.js";
+import { EventRefusedError, EventTooLargeError, holdsDelivery, SendFailedError } from "../../src/matrix/SendErrors.js";
 import { FakeHomeserver } from "./fakeHomeserver.js";
 
 /** Real time is not needed to test waits: record them and move a virtual clock instead. */
@@ -102,9 +102,36 @@ describe("EventSender against a homeserver over HTTP", () => {
         expect(hs.requests).toHaveLength(1);
     });
 
-    it("fails on other 4xx without retrying", async () => {
+    it("throws EventRefusedError on other 4xx without retrying: the event's fault, not the delivery's", async () => {
         hs.script({ status: 400, body: { errcode: "M_BAD_JSON", error: "no" } });
-        await expect(sender.send(REQUEST)).rejects.toThrow(/rejected the event/);
+        const err = await sender.send(REQUEST).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(EventRefusedError);
+        expect(err).toMatchObject({ status: 400, errcode: "M_BAD_JSON" });
+        expect(holdsDelivery(err)).toBe(false);
+        expect(hs.requests).toHaveLength(1);
+    });
+
+    it.each([
+        [403, "M_FORBIDDEN", "room"],
+        [404, "M_NOT_FOUND", "room"],
+        [401, "M_UNKNOWN_TOKEN", "auth"],
+    ])("holds delivery on %i %s (reason %s)", async (status, errcode, reason) => {
+        hs.script({ status, body: { errcode, error: "no" } });
+        const err = await sender.send(REQUEST).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(SendFailedError);
+        expect((err as SendFailedError).reason).toBe(reason);
+        expect(holdsDelivery(err)).toBe(true);
+    });
+
+    it("refuses an event holding a lone surrogate before sending it", async () => {
+        const err = await sender
+            .send({ ...REQUEST, content: { body: "ok", nested: { html: "x\ud800y" } } })
+            .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(EventRefusedError);
+        expect(String((err as Error).message)).toContain("html");
+        expect(hs.requests).toHaveLength(0);
+        // A well-formed pair is fine.
+        await sender.send({ ...REQUEST, content: { body: "😀" } });
         expect(hs.requests).toHaveLength(1);
     });
 });

@@ -8,9 +8,18 @@ import { type AccountDataChange, ModuleHost } from "../../src/modules/ModuleHost
 export class RecordingSender {
     public readonly sent: SendRequest[] = [];
     public tooLargeAbove = Infinity;
+    /** An error to refuse a request with (as the homeserver would), or null to accept it. */
+    public refuse: (req: SendRequest) => Error | null = () => null;
+    public readonly refused: SendRequest[] = [];
     public async send(req: SendRequest): Promise<string> {
         if (Buffer.byteLength(JSON.stringify(req.content)) > this.tooLargeAbove) {
+            this.refused.push(req);
             throw new EventTooLargeError("too large");
+        }
+        const refusal = this.refuse(req);
+        if (refusal) {
+            this.refused.push(req);
+            throw refusal;
         }
         this.sent.push(req);
         return `$event${this.sent.length}`;

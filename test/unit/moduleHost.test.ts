@@ -1,5 +1,6 @@
+import { SendFailedError } from "../../src/matrix/SendErrors.js";
 import { describe, expect, it } from "vitest";
-import { transactionId } from "../../src/modules/ModuleHost.js";
+import { ModuleHost, transactionId } from "../../src/modules/ModuleHost.js";
 import { change, setup } from "./moduleFakes.js";
 
 describe("ModuleHost", () => {
@@ -26,14 +27,31 @@ describe("ModuleHost", () => {
         ]);
     });
 
-    it("stops at the first failing callback and throws", async () => {
+    it("stops at a failure that holds delivery and throws it", async () => {
         const { host } = setup();
         const calls: string[] = [];
         host.api.registerAccountDataCallbacks({ onAccountDataUpdated: async () => void calls.push("a") });
-        host.api.registerAccountDataCallbacks({ onAccountDataUpdated: async () => Promise.reject(new Error("boom")) });
+        host.api.registerAccountDataCallbacks({
+            onAccountDataUpdated: async () => Promise.reject(new SendFailedError("room gone", undefined, "room")),
+        });
         host.api.registerAccountDataCallbacks({ onAccountDataUpdated: async () => void calls.push("c") });
-        await expect(host.dispatch(change("c1"))).rejects.toThrow("boom");
+        await expect(host.dispatch(change("c1"))).rejects.toThrow("room gone");
         expect(calls).toEqual(["a"]);
+    });
+
+    it("goes on past a module's failure on one record, and says so", async () => {
+        const failures: unknown[] = [];
+        const { sender } = setup();
+        const host = new ModuleHost("example.org", sender as never, (_unit, err) => failures.push(err));
+        const calls: string[] = [];
+        host.api.registerAccountDataCallbacks({
+            onAccountDataUpdated: async () => Promise.reject(new TypeError("bug")),
+        });
+        host.api.registerAccountDataCallbacks({ onAccountDataUpdated: async () => void calls.push("c") });
+        await host.dispatch(change("c1"));
+        expect(calls).toEqual(["c"]);
+        expect(failures).toHaveLength(1);
+        expect(String(failures[0])).toContain("bug");
     });
 
     it("derives transaction IDs from the change, callback and send, so a replay reuses them", async () => {
