@@ -174,6 +174,22 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (digestGroup !== null && (!isCount(digestGroup) || digestGroup > header.seq)) {
         throw new BadFieldError(`${field}.digest_group`, "must be null or the seq of the digest's first change");
     }
+    const omitted = raw.content_omitted;
+    if (content === null && isObject(omitted) && isCount(omitted.size)) {
+        // Too large for any request the appservice takes: the host module sent it without its content.
+        return {
+            ...header,
+            recovered,
+            contentJson: "",
+            userId,
+            roomId,
+            type,
+            digestGroup,
+            content: new LosslessObject(),
+            contentSize: omitted.size,
+            contentError: `the change is too large to deliver (${omitted.size} bytes of content; see ingest.max_body_bytes)`,
+        };
+    }
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }

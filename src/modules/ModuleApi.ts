@@ -126,7 +126,13 @@ export type OnAccountDataDigest = (changes: readonly DigestChange[]) => Promise<
  * given instead of onAccountDataUpdated with the reason. The audit module posts it quarantined.
  */
 export type OnAccountDataQuarantined = (
-    change: ChangeInfo & { readonly userId: string; readonly roomId: string | null; readonly type: string },
+    change: ChangeInfo & {
+        readonly userId: string;
+        readonly roomId: string | null;
+        readonly type: string;
+        /** The content's size in bytes, where the change came without it (too large to deliver). */
+        readonly contentSize?: number;
+    },
     reason: string,
 ) => Promise<void>;
 

@@ -32,6 +32,8 @@ export interface AccountDataChange extends ChangeInfo {
      * onAccountDataQuarantined instead of onAccountDataUpdated.
      */
     readonly contentError?: string;
+    /** The content's size in bytes where it did not come with the change (see contentError). */
+    readonly contentSize?: number;
 }
 
 /** A gap notice from the host module's crash recovery. */

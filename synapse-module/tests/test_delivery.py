@@ -180,6 +180,23 @@ def test_too_large_batches_are_split() -> None:
     api.sleep.assert_not_called()
 
 
+def test_a_change_too_large_for_any_request_goes_without_its_content() -> None:
+    db = _recorded(CONFIG, 2)
+    api = make_api(db)
+    too_large = HttpResponseException(413, "Too Large", b'{"errcode":"M_TOO_LARGE"}')
+    api.http_client.post_json_get_json.side_effect = [too_large, too_large, {}, {}]
+    Deliverer(api, CONFIG, AuditStore(api)).kick()
+    bodies = [call.args[1]["changes"] for call in api.http_client.post_json_get_json.call_args_list]
+    # [1, 2] halves to [1]; [1] alone is still refused: it goes without content, then the rest as usual.
+    assert [[c["seq"] for c in b] for b in bodies] == [[1, 2], [1], [1], [2]]
+    assert bodies[2][0]["content"] is None
+    assert bodies[2][0]["content_omitted"] == {"size": len('{"n":1}'), "reason": "too_large"}
+    assert bodies[2][0]["keyed_digest"] == bodies[1][0]["keyed_digest"]
+    assert bodies[3][0]["content"] == '{"n":2}'
+    assert db.rows() == []
+    api.sleep.assert_not_called()
+
+
 def _recorded(config: AuditModuleConfig, count: int) -> FakeDatabase:
     db = FakeDatabase()
     recorder = AccountDataAuditModule(config, make_api(db, worker_name="other"), Mock())

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
 import type { MatrixHttp } from "../../src/devenv/MatrixHttp.js";
 import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
+import { RECORD_KEY } from "../../src/modules/audit/Record.js";
 import { DATABASE } from "./helpers.js";
 
 const MAX_BODY = 256 * 1024;
@@ -105,5 +106,23 @@ describe(`bad input and oversize content (${DATABASE})`, () => {
         expect(body).toMatch(/content cut to fit in one event: showing \d+ of 100012 characters\]$/);
         expect(Buffer.byteLength(body)).toBeLessThan(65_536);
         await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.after_huge"));
+    });
+
+    it("posts a change too large for any request quarantined, with its size, and keeps the queue moving", async () => {
+        const huge = `{"blob":"${"y".repeat(MAX_BODY + 10_000)}"}`;
+        await alice.setAccountData("org.example.too_large_to_deliver", huge);
+        await alice.setAccountData("org.example.after_too_large", "{}");
+        const notice = await env.auditor.waitForRoomEvent((e) =>
+            String(e.content.body).includes("org.example.too_large_to_deliver"),
+        );
+        expect(notice.content.msgtype).toBe("m.notice");
+        expect(notice.content[RECORD_KEY]).toMatchObject({
+            level: "quarantined",
+            content_size: huge.length,
+            quarantine: { reason: expect.stringContaining("too large to deliver") },
+        });
+        expect(JSON.stringify(notice.content)).not.toContain("yyyy");
+        await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.after_too_large"));
+        expect((await env.verify()).code).toBe(0);
     });
 });

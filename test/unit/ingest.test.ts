@@ -176,6 +176,20 @@ describe("the change endpoint", () => {
         expect(errors[3]).toMatch(/not valid JSON/);
     });
 
+    it("takes a change the host module sent without its content (too large to deliver) for quarantine", async () => {
+        const res = await post(
+            JSON.stringify({
+                changes: [wireChange(1, { content: null, content_omitted: { size: 99_000_000, reason: "too_large" } })],
+            }),
+        );
+        expect(res.status).toBe(200);
+        expect(dispatched[0]).toMatchObject({
+            contentSize: 99_000_000,
+            contentError: expect.stringMatching(/too large to deliver/),
+        });
+        expect((await post(JSON.stringify({ changes: [wireChange(2, { content: null })] }))).status).toBe(400);
+    });
+
     it("fails a batch it cannot finish with 503 and how far it got, and the retry resumes", async () => {
         failOn.add(3);
         const batch = JSON.stringify({ changes: [wireChange(1), wireChange(2), wireChange(3), wireChange(4)] });

@@ -14,7 +14,9 @@ import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord } from ".
 
 /** What can be quarantined: a change, a gap notice or a (de)activation. */
 export type Quarantinable =
-    (ChangeFacts & { kind: "change" }) | (AuditGap & { kind: "gap" }) | (UserDeactivation & { kind: "deactivation" });
+    | (ChangeFacts & { kind: "change"; contentSize?: number })
+    | (AuditGap & { kind: "gap" })
+    | (UserDeactivation & { kind: "deactivation" });
 
 /** Characters of an ID or type shown in the body and HTML (the record has them whole). */
 export const MAX_SHOWN = 200;
@@ -51,7 +53,8 @@ export function quarantineRecord(record: Quarantinable, reason: string): Record<
     }
     if (record.kind === "deactivation") return { ...deactivationRecord(record), quarantine };
     const base = changeRecord(record, "metadata");
-    return { ...base, level: "quarantined", quarantine };
+    const size = record.contentSize ?? base.content_size;
+    return { ...base, level: "quarantined", content_size: size, quarantine };
 }
 
 /** The fields of a quarantine record that its body is made of (verify rebuilds the body from them). */

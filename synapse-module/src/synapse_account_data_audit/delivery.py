@@ -179,11 +179,11 @@ class Deliverer:
             await self.refresh_stats()
 
     async def _post(
-        self, rows: list[outbox.OutboxRow], follows: int | None = None
+        self, rows: list[outbox.OutboxRow], follows: int | None = None, without_content: bool = False
     ) -> tuple[Exception | None, Any]:
         """One request: (None, the posted head it reported) or (the error, _NO_HEAD), never raising, so an
         unawaited failure is never left dangling."""
-        body: dict[str, Any] = {"changes": [row.to_wire() for row in rows]}
+        body: dict[str, Any] = {"changes": [row.to_wire(without_content) for row in rows]}
         if follows is not None:
             body["follows"] = follows
         if self._head is not _NO_HEAD:
@@ -207,6 +207,7 @@ class Deliverer:
         them. A 413 halves the batch at once, keeping digest groups whole (the rest follow in the next
         batches)."""
         attempt = 0
+        without_content = False
         while rows:
             if isinstance(error, HttpResponseException):
                 done = _processed_through(error)
@@ -224,6 +225,19 @@ class Deliverer:
                     )
                     rows = [row for row in rows if row.seq > done]
                 too_large = error.code == 413 and _half_length(rows) < len(rows)
+                if error.code == 413 and not too_large and rows and not without_content:
+                    # One change (or one digest) larger than the appservice takes in any request: it would be
+                    # refused for good and hold every change behind it. Send it without its content; the
+                    # appservice posts it quarantined, with its size and keyed digest.
+                    logger.error(
+                        "Account-data changes seq %d-%d are too large for the appservice"
+                        " (ingest.max_body_bytes): delivering them without their content, to be recorded"
+                        " as quarantined",
+                        rows[0].seq,
+                        rows[-1].seq,
+                    )
+                    without_content = True
+                    too_large = True
             else:
                 logger.warning(
                     "Could not deliver %d account-data changes (seq %d-%d) to %s: %s",
@@ -235,8 +249,8 @@ class Deliverer:
                 )
                 too_large = False
             if too_large:
-                # Too large together: send fewer at once.
-                rows = rows[: _half_length(rows)]
+                # Too large together: send fewer at once (or, for one change, without its content).
+                rows = rows if without_content else rows[: _half_length(rows)]
             elif rows:
                 FAILURES.inc()
                 delay = backoff_delay(
@@ -250,7 +264,7 @@ class Deliverer:
                 await self._api.sleep(delay)
             if not rows:
                 return
-            next_error, head = await self._post(rows)
+            next_error, head = await self._post(rows, without_content=without_content)
             if next_error is None:
                 await self._delete(rows, head)
                 return

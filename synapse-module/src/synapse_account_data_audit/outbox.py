@@ -99,8 +99,10 @@ class OutboxRow(NewChange):
     #: never changes.
     digest_group: int | None = field(default=None, kw_only=True)
 
-    def to_wire(self) -> dict[str, Any]:
-        """The row as the delivery protocol carries it (``content`` stays JSON text)."""
+    def to_wire(self, without_content: bool = False) -> dict[str, Any]:
+        """The row as the delivery protocol carries it (``content`` stays JSON text). ``without_content``:
+        ``content`` is null and ``content_omitted`` says how large it was (the appservice could not take it in
+        any request, and posts the change quarantined)."""
         wire: dict[str, Any] = {"id": self.change_id, "seq": self.seq, "ts": self.created_ts}
         if self.kind == KIND_GAP:
             wire.update(kind=KIND_GAP, gap=json.loads(self.details or "{}"))
@@ -117,8 +119,10 @@ class OutboxRow(NewChange):
                 user_id=self.user_id,
                 room_id=self.room_id,
                 type=self.account_data_type,
-                content=self.content,
+                content=None if without_content else self.content,
             )
+            if without_content:
+                wire["content_omitted"] = {"size": len(self.content.encode("utf-8")), "reason": "too_large"}
             if self.kind == KIND_RECOVERED:
                 wire["recovered"] = True
         if self.keyed_digest is not None:
