@@ -10,8 +10,10 @@ import { join } from "node:path";
 import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.js";
 import { MatrixHttp, type RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
-import { fillOutbox, measureThroughput, peakRssKb, round2 } from "./burst.ts";
+import { measureFairness } from "./fairness.ts";
+import { measureThroughput, round2 } from "./burst.ts";
 import { measureSendLevels, measureSendLimit } from "./limit.ts";
+import { measureDrainMemory } from "./memory.ts";
 import { measureScaleOut, measureVerify } from "./scaleOut.ts";
 import { log, percentiles, type Percentiles, timed } from "./stats.ts";
 
@@ -27,6 +29,7 @@ const SIZES = QUICK
           memSmall: 10,
           memLarge: 200,
           digestQueued: 300,
+          fairBurst: 200,
       }
     : {
           puts: 2000,
@@ -37,7 +40,11 @@ const SIZES = QUICK
           memSmall: 100,
           memLarge: 100_000,
           digestQueued: 20_000,
+          fairBurst: 5000,
       };
+
+/** The appservice with digest mode off (the environment's own retry settings kept: `sending` is replaced whole). */
+const ONE_EVENT_PER_CHANGE = { sending: { retry_initial_ms: 50, retry_max_ms: 1000, digest: { enabled: false } } };
 
 /**
  * "ours" runs the whole pipeline (the audit events are sent while the PUTs are measured, competing for the
@@ -173,76 +180,45 @@ async function measureFreshness(env: TestEnv): Promise<{ audited: Percentiles; r
     return { audited, rawSend };
 }
 
-interface DrainMemory {
-    queued: number;
-    /** Peak RSS until the first `firstChanges` changes were delivered: the same work for every backlog size. */
-    firstChanges: number;
-    peakRssMbFirst: number;
-    /** Peak RSS over the whole measured drain (at most `maxSeconds`). */
-    drained: number;
-    seconds: number;
-    peakRssMb: number;
-}
-
-/**
- * The appservice's peak RSS while draining a backlog of `queued` changes from the outbox. What the figure
- * checks is that the backlog stays in the outbox instead of being loaded into memory, so the comparable
- * figure is the peak until the same number of changes (`firstChanges`) has been delivered: V8 grows its heap
- * lazily with the volume of work done (seen: with --max-old-space-size=40 the RSS stays flat over the same
- * drain), so longer drains show higher peaks whatever the backlog. The drain is bounded by `maxSeconds` (a
- * 100,000-change backlog takes over an hour at this homeserver's rate).
- */
-async function measureDrainMemory(queued: number, firstChanges: number, maxSeconds: number): Promise<DrainMemory> {
-    log(`Memory: draining ${queued} queued changes (at most ${maxSeconds} s)`);
-    const env = await createTestEnv({ database: DATABASE, startAppservice: false });
-    try {
-        const user = await env.newUser("mem");
-        await user.setAccountData("org.bench.mem", '{"n":-1}'); // creates the outbox table
-        await waitForOutboxDepth(env, 1);
-        await fillOutbox(env, DATABASE, user.userId, queued - 1);
-        const started = performance.now();
-        await env.appservice.start();
-        const pid = env.appservice.pid as number;
-        let peak = 0;
-        let peakFirst = 0;
-        let left = queued;
-        while (left > 0 && performance.now() - started < maxSeconds * 1000) {
-            peak = Math.max(peak, peakRssKb(pid));
-            if (queued - left < firstChanges) peakFirst = peak;
-            await new Promise((resolve) => setTimeout(resolve, 250));
-            left = await outboxDepth(env);
-        }
-        peak = Math.max(peak, peakRssKb(pid));
-        if (queued - left < firstChanges) throw new Error(`only ${queued - left} of ${firstChanges} changes delivered`);
-        return {
-            queued,
-            firstChanges,
-            peakRssMbFirst: Math.round(Math.max(peakFirst, 1) / 102.4) / 10,
-            drained: queued - left,
-            seconds: Math.round((performance.now() - started) / 100) / 10,
-            peakRssMb: Math.round(peak / 102.4) / 10,
-        };
-    } finally {
-        await env.tearDown();
-    }
-}
-
 async function waitForOutboxDepth(env: TestEnv, depth: number): Promise<void> {
     while ((await outboxDepth(env).catch(() => -1)) !== depth) await new Promise((r) => setTimeout(r, 50));
 }
 
-/** `--only=limit,throughput`: run just those phases and print their figures (for experiments; writes nothing). */
+/** The appservice's memory: a small drain, and the large one drained in full (digest mode as it ships). */
+async function measureMemory() {
+    const small = await measureDrainMemory(DATABASE, SIZES.memSmall, SIZES.memSmall, 600);
+    const large = await measureDrainMemory(DATABASE, SIZES.memLarge, SIZES.memSmall, 3600);
+    return { small, large, largeOverSmall: round2(large.peakRssMbFirst / small.peakRssMbFirst) };
+}
+
+/**
+ * `--only=limit,throughput,fairness,memory`: run just those phases and print their figures (for experiments).
+ * With `--merge`, the figures of fairness and memory (phases that stand alone: no ratio to another phase)
+ * replace theirs in bench/results/latest.json, each with the date of its run.
+ */
 async function mainOnly(phases: string[]): Promise<void> {
-    const env = await createTestEnv({ database: DATABASE });
-    try {
-        const out: Record<string, unknown> = {};
-        if (phases.includes("limit")) out.limit = await measureSendLevels(env, [8, 10], SIZES.sendEvents);
-        if (phases.includes("throughput")) {
-            out.throughput = await measureThroughput(env, SIZES.burstUsers, SIZES.burstPerUser);
+    const out: Record<string, unknown> = {};
+    if (phases.includes("limit") || phases.includes("throughput")) {
+        const env = await createTestEnv({ database: DATABASE, appserviceConfig: ONE_EVENT_PER_CHANGE });
+        try {
+            if (phases.includes("limit")) out.limit = await measureSendLevels(env, [8, 10], SIZES.sendEvents);
+            if (phases.includes("throughput")) {
+                out.throughput = await measureThroughput(env, SIZES.burstUsers, SIZES.burstPerUser);
+            }
+        } finally {
+            await env.tearDown();
         }
-        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-    } finally {
-        await env.tearDown();
+    }
+    const date = new Date().toISOString();
+    if (phases.includes("fairness")) out.fairness = { date, ...(await measureFairness(DATABASE, SIZES.fairBurst)) };
+    if (phases.includes("memory")) out.memory = { date, ...(await measureMemory()) };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    if (process.argv.includes("--merge") && !QUICK) {
+        const file = join(PROJECT_ROOT, "bench", "results", "latest.json");
+        const latest = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+        for (const key of ["fairness", "memory"]) if (out[key] !== undefined) latest[key] = out[key];
+        writeFileSync(file, JSON.stringify(latest, null, 2) + "\n");
+        process.stdout.write(`Merged into ${file}\n`);
     }
 }
 
@@ -256,7 +232,8 @@ async function main(): Promise<void> {
         ...(await measurePutCosts(["none", "seed", "ours-queued"])),
         ...(await measurePutCosts(["ours"])),
     } as Record<Setup, PutCost>;
-    const env = await createTestEnv({ database: DATABASE });
+    // The burst without digests (digest mode is on by default): one audit event per change, read against the limit.
+    const env = await createTestEnv({ database: DATABASE, appserviceConfig: ONE_EVENT_PER_CHANGE });
     let throughput, freshness, verify;
     try {
         // Freshness first, on a quiet homeserver: after a burst, Synapse is still busy for a while pushing
@@ -274,10 +251,8 @@ async function main(): Promise<void> {
     );
     log("The limit: raw sends by the appservice sender into one room, each phase on a fresh homeserver");
     const limit = await measureSendLimit(DATABASE, SIZES.sendEvents);
-    const memory = {
-        small: await measureDrainMemory(SIZES.memSmall, SIZES.memSmall, 600),
-        large: await measureDrainMemory(SIZES.memLarge, SIZES.memSmall, QUICK ? 600 : 120),
-    };
+    const fairness = { date: new Date().toISOString(), ...(await measureFairness(DATABASE, SIZES.fairBurst)) };
+    const memory = { date: new Date().toISOString(), ...(await measureMemory()) };
 
     const added = (setup: Setup, mode: keyof PutCost, q: "p50" | "p99") =>
         Math.round((cost[setup][mode][q] - cost.none[mode][q]) * 100) / 100;
@@ -329,10 +304,8 @@ async function main(): Promise<void> {
             ...freshness,
             p50AboveRawSend: Math.round((freshness.audited.p50 - freshness.rawSend.p50) * 100) / 100,
         },
-        memory: {
-            ...memory,
-            largeOverSmall: round2(memory.large.peakRssMbFirst / memory.small.peakRssMbFirst),
-        },
+        fairness,
+        memory,
     };
     const file = join(PROJECT_ROOT, "bench", "results", QUICK ? "quick.tmp.json" : "latest.json");
     writeFileSync(file, JSON.stringify(result, null, 2) + "\n");

@@ -3,6 +3,11 @@ import { readFileSync } from "node:fs";
 
 const r = JSON.parse(readFileSync(new URL("./results/latest.json", import.meta.url), "utf8"));
 const p = (x: { p50: number; p95: number; p99: number }): string => `${x.p50} / ${x.p95} / ${x.p99}`;
+/** "10%: 230 ms, …", each other user's wait, marked where it shares the burst's lane. */
+function fairnessPoints(others: { atChange: number; sameLaneAsBurst: boolean; waitMs: number }[]): string {
+    return others.map((o) => `${o.atChange}: ${o.waitMs}${o.sameLaneAsBurst ? " same lane" : ""}`).join(", ");
+}
+
 const rows: string[][] = [
     [
         "PUT account data, sequential, setups in alternation: no module (p50 / p95 / p99 ms)",
@@ -88,10 +93,35 @@ const rows: string[][] = [
         "Freshness at 10 changes/s, PUT 200 → auditor's /sync (p50 / p95 / p99 ms)",
         `${p(r.freshnessMs.audited)}; one raw send: ${p(r.freshnessMs.rawSend)}`,
     ],
+    ...(r.fairness
+        ? [
+              [
+                  `Fairness, default config: one user's ${r.fairness.burstChanges}-change burst; another user's single change, its PUT → the auditor's /sync (in the middle; max)`,
+                  `${r.fairness.middleWaitMs} ms; ${r.fairness.maxWaitMs} ms (at ${fairnessPoints(r.fairness.others)})`,
+              ],
+              [
+                  "… the burst itself",
+                  `PUTs ${r.fairness.burstPutSeconds} s, last record ${r.fairness.lastRecordAfterLastPutSeconds} s after the last PUT, in ${r.fairness.events} events (digest mode ${r.fairness.digest.enabled ? "on" : "off"})`,
+              ],
+          ]
+        : []),
     [
         "Appservice peak RSS delivering the first 100 of 100 / of 100,000 queued",
-        `${r.memory.small.peakRssMbFirst} MB / ${r.memory.large.peakRssMbFirst} MB (${r.memory.largeOverSmall}×); over a longer drain of the 100,000: ${r.memory.large.peakRssMb} MB after ${r.memory.large.drained} delivered in ${r.memory.large.seconds} s`,
+        `${r.memory.small.peakRssMbFirst} MB / ${r.memory.large.peakRssMbFirst} MB (${r.memory.largeOverSmall}×)`,
     ],
+    ...(r.memory.large.rssMbAt
+        ? [
+              [
+                  `… RSS over the whole drain of the ${r.memory.large.queued.toLocaleString("en")}: after 1% / 50% / all delivered (end ÷ start; highest ÷ lowest)`,
+                  `${r.memory.large.rssMbAt["0.01"]} / ${r.memory.large.rssMbAt["0.5"]} / ${r.memory.large.rssMbAt["1"]} MB (${r.memory.large.endOverStart}×; ${r.memory.large.maxOverMin}×), ${r.memory.large.drained} in ${r.memory.large.seconds} s`,
+              ],
+          ]
+        : [
+              [
+                  "… over a longer drain of the 100,000",
+                  `${r.memory.large.peakRssMb} MB after ${r.memory.large.drained} delivered in ${r.memory.large.seconds} s`,
+              ],
+          ]),
 ];
 process.stdout.write(
     `Run ${r.date.slice(0, 16)}Z on ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB; Synapse ${r.synapse} on ${r.database}.\n\n` +

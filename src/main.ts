@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
 /**
  * The process: command line, files, signals. The app itself is built by `start()` in App.ts.
  *

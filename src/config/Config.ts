@@ -89,7 +89,13 @@ export const configSchema = section("matrix-account-data-audit appservice config
                 "per change cannot (Synapse takes events into one room at some tens a second). The host module\n" +
                 "decides and records each grouping once, so replays post exactly the same events.",
             {
-                enabled: booleanField({ doc: "Turn digest mode on.", default: false }),
+                enabled: booleanField({
+                    doc:
+                        "Digest mode, on by default: with no backlog (min_backlog or fewer changes waiting) every\n" +
+                        "change still has its own event, exactly the seed's message; off, a user who scripts\n" +
+                        "thousands of changes delays every other user's records by minutes.",
+                    default: true,
+                }),
                 min_backlog: integerField({
                     doc:
                         "Digests form only while more changes than this wait to be delivered (below it, each change\n" +
