@@ -190,6 +190,8 @@ export class ChangeProcessor {
             );
         } else if (change.kind === "deactivation") {
             log.info(`${change.userId} was ${change.deactivated ? "deactivated" : "reactivated"} (seq ${change.seq})`);
+        } else if (change.kind === "checkpoint") {
+            log.debug(`Checkpoint (seq ${change.seq})`);
         } else if (change.recovered) {
             log.info(`Recovered change (seq ${change.seq}): ${change.userId} ${change.type}`);
         }
@@ -211,7 +213,7 @@ export class ChangeProcessor {
             this.metrics?.changesRecovered.inc(change.changes.filter((c) => c.recovered).length);
         } else if (isGap(change)) {
             this.metrics?.gapNotices.inc();
-        } else if (change.kind !== "deactivation") {
+        } else if (change.kind !== "deactivation" && change.kind !== "checkpoint") {
             this.metrics?.changesProcessed.inc();
             if (change.recovered) this.metrics?.changesRecovered.inc();
         }

@@ -15,7 +15,10 @@
  * (`prevPosted` null), and a verifier sees the missing seqs as missing.
  */
 import type { PostedRef } from "../modules/ModuleApi.js";
+import { GENESIS } from "../verify/Chain.js";
 import type { AuditRecord } from "../modules/ModuleHost.js";
+
+const GENESIS_REF: PostedRef = { seq: 0, hash: GENESIS };
 
 export class PostedLinks {
     private head: PostedRef | null = null;
@@ -48,6 +51,16 @@ export class PostedLinks {
         }
         return records.map((record) => {
             if (record.chain === null) return record;
+            if (record.chain.prevHash === GENESIS) {
+                // The chain's first record: nothing came before it, so the first posted record can say so
+                // (prev_posted {seq: 0, hash: genesis}), and a verifier knows the trail starts there.
+                this.head = GENESIS_REF;
+                this.lastSeen = GENESIS_REF;
+                this.unbroken = true;
+                // Acknowledged as the posted head even if nothing of this batch is posted, so that the next batch
+                // (planned from what the host module stored) still links to the chain's start.
+                this.posted.set(0, GENESIS_REF);
+            }
             this.unbroken &&= this.lastSeen !== null && record.chain.prevHash === this.lastSeen.hash;
             this.lastSeen = { seq: record.seq, hash: record.chain.hash };
             if (!this.willPost(record)) return record;

@@ -19,8 +19,14 @@
  * trail must not show 1 where the user stored 1.0, or round a 64-bit integer.
  */
 import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
-import type { AuditGapKey, PostedRef, TrailInfo } from "../modules/ModuleApi.js";
-import type { AccountDataChange, AuditRecord, DeactivationRecord, GapRecord } from "../modules/ModuleHost.js";
+import type { AuditGapKey, ContentCommitment, PostedRef, TrailInfo } from "../modules/ModuleApi.js";
+import type {
+    AccountDataChange,
+    AuditRecord,
+    CheckpointRecord,
+    DeactivationRecord,
+    GapRecord,
+} from "../modules/ModuleHost.js";
 
 export const CHANGES_PATH = "/_account_data_audit/v1/changes";
 export const MAX_CHANGES_PER_BATCH = 10_000;
@@ -78,9 +84,33 @@ function parseHeader(raw: Record<string, unknown>, field: string): Header {
             ? {
                   prevHash: parseHash(chain.prev, `${field}.chain.prev`),
                   hash: parseHash(chain.hash, `${field}.chain.hash`),
+                  version: parseChainVersion(chain.version, `${field}.chain.version`),
               }
             : null,
     };
+}
+
+function parseChainVersion(value: unknown, field: string): 1 | 2 {
+    if (value === undefined || value === null || value === 1) return 1;
+    if (value === 2) return 2;
+    throw new BadFieldError(field, "must be 1 or 2 (absent: 1)");
+}
+
+const COMMITMENT = /^sha256:[0-9a-f]{64}$/;
+const SALT = /^[0-9a-f]{32}$/;
+
+/** A v2 change's commitment to its content (content_size, commitment, salt), or null where absent. */
+function parseCommitment(raw: Record<string, unknown>, field: string): ContentCommitment | null {
+    const { content_size: size, commitment, salt } = raw;
+    if (size === undefined && commitment === undefined && salt === undefined) return null;
+    if (!isCount(size)) throw new BadFieldError(`${field}.content_size`, "must be a non-negative integer");
+    if (typeof commitment !== "string" || !COMMITMENT.test(commitment)) {
+        throw new BadFieldError(`${field}.commitment`, 'must be "sha256:" and 64 lower-case hex digits');
+    }
+    if (typeof salt !== "string" || !SALT.test(salt)) {
+        throw new BadFieldError(`${field}.salt`, "must be 32 lower-case hex digits");
+    }
+    return { size, commitment, salt };
 }
 
 /** A posted record's reference ({seq, hash}), or null. */
@@ -160,8 +190,12 @@ function parseRecord(raw: unknown, field: string): AuditRecord {
     if (!isObject(raw)) throw new BadFieldError(field, "must be an object");
     if (raw.kind === "gap") return parseGap(raw, field);
     if (raw.kind === "deactivation") return parseDeactivation(raw, field);
+    if (raw.kind === "checkpoint") return { kind: "checkpoint", ...parseHeader(raw, field) } as CheckpointRecord;
     if (raw.kind !== undefined && raw.kind !== "change") {
-        throw new BadFieldError(`${field}.kind`, 'must be "change" (the default), "gap" or "deactivation"');
+        throw new BadFieldError(
+            `${field}.kind`,
+            'must be "change" (the default), "gap", "deactivation" or "checkpoint"',
+        );
     }
     return parseChange(raw, field);
 }
@@ -174,6 +208,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (digestGroup !== null && (!isCount(digestGroup) || digestGroup > header.seq)) {
         throw new BadFieldError(`${field}.digest_group`, "must be null or the seq of the digest's first change");
     }
+    const committed = parseCommitment(raw, field);
     const omitted = raw.content_omitted;
     if (content === null && isObject(omitted) && isCount(omitted.size)) {
         // Too large for any request the appservice takes: the host module sent it without its content.
@@ -181,6 +216,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
             ...header,
             recovered,
             contentJson: "",
+            committed,
             userId,
             roomId,
             type,
@@ -193,7 +229,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
-    const change = { ...header, recovered, contentJson: content, userId, roomId, type, digestGroup };
+    const change = { ...header, recovered, contentJson: content, committed, userId, roomId, type, digestGroup };
     // Content the appservice cannot read is this change's problem, not the batch's: it is quarantined.
     let parsed: unknown;
     try {

@@ -1,14 +1,15 @@
 /**
  * Is the audit room a safe place for an audit trail? Checked at startup and by /health (README, "Setting up
  * the audit room"): anyone can join it; anyone can read it; members from other servers read it; it is
- * encrypted (the appservice has no end-to-end encryption); users besides the sender may redact its events.
+ * encrypted (the appservice has no end-to-end encryption); users besides the sender may redact its events; it has a
+ * retention policy (the homeserver would purge the oldest records, and `verify` would find the trail cut).
  */
 import { Logger } from "matrix-appservice-bridge";
 import { serverNameOf } from "./Identifiers.js";
 
 const log = new Logger("RoomSafety");
 
-export type RoomProblemCode = "joinable" | "world_readable" | "federated" | "encrypted" | "redactors";
+export type RoomProblemCode = "joinable" | "world_readable" | "federated" | "encrypted" | "redactors" | "retention";
 
 export const ROOM_PROBLEM_CODES: readonly RoomProblemCode[] = [
     "joinable",
@@ -16,6 +17,7 @@ export const ROOM_PROBLEM_CODES: readonly RoomProblemCode[] = [
     "federated",
     "encrypted",
     "redactors",
+    "retention",
 ];
 
 export interface RoomProblem {
@@ -89,6 +91,15 @@ export function roomProblems(state: StateEvent[], sender: string): RoomProblem[]
         problems.push({
             code: "redactors",
             detail: `users besides the sender may redact audit events (redact level ${levels.redact}): ${redactors.join(", ")}`,
+        });
+    }
+    const maxLifetime = content("m.room.retention")?.max_lifetime;
+    if (typeof maxLifetime === "number") {
+        problems.push({
+            code: "retention",
+            detail:
+                `it has a retention policy (m.room.retention max_lifetime ${maxLifetime} ms): a homeserver with ` +
+                "retention enabled purges older audit events, and verify then finds the trail cut",
         });
     }
     return problems;

@@ -11,9 +11,24 @@ import { prettyJson, pythonDumps } from "../json/PythonJson.js";
 import { EventRefusedError, EventTooLargeError, holdsDelivery } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
 import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
-import { auditMessageBody, cutMessageBody, deactivationBody, gapNoticeBody, withheldText } from "./audit/Messages.js";
+import {
+    auditMessageBody,
+    checkpointBody,
+    checkpointHtml,
+    cutMessageBody,
+    deactivationBody,
+    gapNoticeBody,
+    withheldText,
+} from "./audit/Messages.js";
 import { type AuditLevel, AuditPolicy, type Decision } from "./audit/Policy.js";
-import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord, RECORD_KEY } from "./audit/Record.js";
+import {
+    type ChangeFacts,
+    changeRecord,
+    checkpointRecord,
+    deactivationRecord,
+    gapRecord,
+    RECORD_KEY,
+} from "./audit/Record.js";
 import { type DecidedChange, digestMessage } from "./audit/Digest.js";
 import {
     type Quarantinable,
@@ -25,6 +40,7 @@ import {
 } from "./audit/Quarantine.js";
 import type {
     AccountDataContent,
+    AuditCheckpoint,
     AuditGap,
     ChangeInfo,
     DigestChange,
@@ -97,6 +113,7 @@ export class AuditModule {
                 this.guarded({ ...record, kind: "deactivation" }, "", () => this.postDeactivation(record)),
             onAccountDataDigest: (changes) => this.postDigest(changes),
             onAccountDataQuarantined: (change, reason) => this.quarantine({ ...change, kind: "change" }, reason, ""),
+            onAuditCheckpoint: (checkpoint) => this.postCheckpoint(checkpoint),
         });
     }
 
@@ -152,7 +169,7 @@ export class AuditModule {
     }
 
     private async logNewAccountData(change: ChangeFacts & ChangeInfo, content: AccountDataContent): Promise<void> {
-        const decision = this.policy.decide(change.userId, change.roomId, change.type);
+        const decision = this.policy.decide(change.userId, change.roomId, change.type, content);
         this.options.onRecorded?.(decision.level);
         if (decision.level === "none") return;
         await this.postChange(change, content, decision, "audit");
@@ -243,7 +260,7 @@ export class AuditModule {
     private async postDigest(changes: readonly DigestChange[]): Promise<void> {
         const decided = changes.map((change) => ({
             change,
-            decision: this.policy.decide(change.userId, change.roomId, change.type),
+            decision: this.policy.decide(change.userId, change.roomId, change.type, change.content),
         }));
         for (const { decision } of decided) this.options.onRecorded?.(decision.level);
         const first = changes[0]?.seq ?? 0;
@@ -300,6 +317,20 @@ export class AuditModule {
     private async postSingle({ change, decision }: DecidedChange, key: string): Promise<void> {
         await this.guarded({ ...change, kind: "change" }, `:${change.seq}`, () =>
             this.postChange(change, change.content, decision, key),
+        );
+    }
+
+    private async postCheckpoint(checkpoint: AuditCheckpoint): Promise<void> {
+        const facts = { seq: checkpoint.seq, ts: checkpoint.ts, hash: checkpoint.chain?.hash ?? null };
+        await this.send(
+            {
+                msgtype: "m.notice",
+                body: checkpointBody(facts),
+                format: HTML,
+                formatted_body: checkpointHtml(facts),
+                [RECORD_KEY]: checkpointRecord(checkpoint),
+            },
+            "checkpoint",
         );
     }
 

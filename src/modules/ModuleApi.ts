@@ -17,6 +17,19 @@ export type AccountDataContent = LosslessObject;
 export interface ChainLink {
     readonly prevHash: string;
     readonly hash: string;
+    /** The canonical form its hash was computed with: 1 (keyed digest only) or 2 (content committed). */
+    readonly version?: 1 | 2;
+}
+
+/**
+ * What a v2 chain link commits to of a change's content: its size, and `sha256:` of salt ‖ content. The salt is
+ * published only together with the content, so anyone can check a shown content against the chain, while a
+ * withheld one allows no guess test.
+ */
+export interface ContentCommitment {
+    readonly size: number;
+    readonly commitment: string;
+    readonly salt: string;
 }
 
 /** A record the audit room shows: its seq and chain hash. */
@@ -54,6 +67,8 @@ export interface ChangeInfo extends TrailInfo {
     readonly recovered: boolean;
     /** The content's JSON text exactly as the homeserver stored it (compact, non-ASCII as \uXXXX). */
     readonly contentJson: string;
+    /** The chain's commitment to the content (v2 chain links; null before). */
+    readonly committed?: ContentCommitment | null;
 }
 
 /** A key whose earlier values may have been overwritten before they could be recorded. */
@@ -98,6 +113,18 @@ export interface UserDeactivation extends TrailInfo {
 }
 
 export type OnUserDeactivation = (record: UserDeactivation) => Promise<void>;
+
+/**
+ * The host module writes a checkpoint when no record was written for a while (its checkpoint interval): a
+ * record of its own in the chain, so a reader of the room can tell "nothing changed" from "nothing was posted".
+ */
+export interface AuditCheckpoint extends TrailInfo {
+    readonly id: string;
+    readonly seq: number;
+    readonly ts: number;
+}
+
+export type OnAuditCheckpoint = (checkpoint: AuditCheckpoint) => Promise<void>;
 
 export type OnAccountDataUpdated = (
     userId: string,
@@ -146,6 +173,8 @@ export interface AccountDataCallbacks {
     onAccountDataDigest?: OnAccountDataDigest;
     /** Not in Synapse's API: see OnAccountDataQuarantined. */
     onAccountDataQuarantined?: OnAccountDataQuarantined;
+    /** Not in Synapse's API: see AuditCheckpoint. */
+    onAuditCheckpoint?: OnAuditCheckpoint;
 }
 
 /** The event a module asks to send, shaped like the dict Synapse's `create_and_send_event_into_room` takes. */

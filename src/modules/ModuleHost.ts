@@ -10,6 +10,7 @@ import type { EventSender } from "../matrix/EventSender.js";
 import { holdsDelivery } from "../matrix/SendErrors.js";
 import type {
     AccountDataCallbacks,
+    AuditCheckpoint,
     AuditGap,
     ChangeInfo,
     EventToSend,
@@ -55,8 +56,13 @@ export interface DeactivationRecord extends UserDeactivation {
     readonly kind: "deactivation";
 }
 
+/** A checkpoint: no record was written for the host module's checkpoint interval. */
+export interface CheckpointRecord extends AuditCheckpoint {
+    readonly kind: "checkpoint";
+}
+
 /** What the host module delivers, in sequence order. */
-export type AuditRecord = AccountDataChange | GapRecord | DeactivationRecord;
+export type AuditRecord = AccountDataChange | GapRecord | DeactivationRecord | CheckpointRecord;
 
 /** What the modules handle as one: a record, or a digest of changes. */
 export type AuditUnit = AuditRecord | DigestRecord;
@@ -66,9 +72,9 @@ export function lastSeqOf(unit: AuditUnit): number {
     return unit.kind === "digest" ? unit.lastSeq : unit.seq;
 }
 
-/** A gap notice runs alone: after everything before it, before anything after it. */
+/** A gap notice or a checkpoint runs alone: after everything before it, before anything after it. */
 export function runsAlone(unit: AuditUnit): boolean {
-    return unit.kind === "gap";
+    return unit.kind === "gap" || unit.kind === "checkpoint";
 }
 
 /**
@@ -120,7 +126,7 @@ export function isChange(record: AuditUnit): record is AccountDataChange {
  * and a digest with each of its users' other units. A gap notice has no key: it runs alone.
  */
 export function orderingKeys(unit: AuditUnit): string[] {
-    if (unit.kind === "gap") return [];
+    if (unit.kind === "gap" || unit.kind === "checkpoint") return [];
     if (unit.kind === "digest") return [...new Set(unit.changes.map((c) => c.userId))];
     return [unit.userId];
 }
@@ -211,6 +217,8 @@ export class ModuleHost {
                 await run(unit.id, () => callbacks.onAccountDataGap?.(unit));
             } else if (unit.kind === "deactivation") {
                 await run(unit.id, () => callbacks.onUserDeactivation?.(unit));
+            } else if (unit.kind === "checkpoint") {
+                await run(unit.id, () => callbacks.onAuditCheckpoint?.(unit));
             } else {
                 await single(unit);
             }

@@ -47,3 +47,37 @@ export function canonical(link: LinkFields): string {
 export function recordHash(link: LinkFields): string {
     return createHash("sha256").update(canonical(link), "ascii").digest("hex");
 }
+
+/** What a v2 link adds: the content's size and commitment (change and recovered records; null otherwise). */
+export interface LinkFieldsV2 extends LinkFields {
+    contentSize: number | null;
+    commitment: string | null;
+}
+
+/**
+ * The v2 canonical form (README, "The hash chain"):
+ *   ["v2", seq, change_id, ts, kind, user_id, room_id, type, content_size, commitment, keyed_digest, prev_hash]
+ * with `keyed_digest` as "hmac-sha256:<hex>" (or null) and `commitment` as "sha256:<hex>" (or null).
+ */
+export function canonicalV2(link: LinkFieldsV2): string {
+    const digest = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
+    const fields = [
+        "v2",
+        link.seq,
+        link.changeId,
+        link.ts,
+        link.kind,
+        link.userId,
+        link.roomId,
+        link.type,
+        link.contentSize,
+        link.commitment,
+        digest,
+        link.prevHash,
+    ];
+    return `[${fields.map(encode).join(",")}]`;
+}
+
+export function recordHashV2(link: LinkFieldsV2): string {
+    return createHash("sha256").update(canonicalV2(link), "ascii").digest("hex");
+}

@@ -1,4 +1,7 @@
-/** Reads an audit room's messages and redactions from its start, as the sender, through the client-server API. */
+/**
+ * Reads an audit room's messages and redactions through the client-server API, oldest first, a page at a time
+ * (the verifier streams them: a room of millions of events is never held in memory at once).
+ */
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
 import type { MatrixRequester } from "../matrix/EventSender.js";
 
@@ -16,14 +19,30 @@ export async function resolveRoom(client: MatrixRequester, roomIdOrAlias: string
     return res.room_id;
 }
 
-/** Every message and redaction in the room, oldest first; `onProgress` hears the count after each page. */
-export async function readRoom(
+/** The pagination token just after `eventId` (where an incremental run goes on). */
+async function tokenAfter(client: MatrixRequester, roomId: string, eventId: string): Promise<string> {
+    const res = (await client.doRequest(
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/context/${encodeURIComponent(eventId)}`,
+        { limit: "0" },
+        null,
+    )) as { end?: string };
+    if (typeof res.end !== "string") throw new Error(`The homeserver gave no position after event ${eventId}`);
+    return res.end;
+}
+
+/**
+ * The room's messages and redactions, oldest first (after `afterEventId` if given), page by page;
+ * `onProgress` hears the count after each page.
+ */
+export async function* roomEvents(
     client: MatrixRequester,
     roomId: string,
+    afterEventId: string | null = null,
     onProgress: (events: number) => void = () => undefined,
-): Promise<RoomEvent[]> {
-    const events: RoomEvent[] = [];
-    let from: string | undefined;
+): AsyncGenerator<RoomEvent> {
+    let from = afterEventId !== null ? await tokenAfter(client, roomId, afterEventId) : undefined;
+    let count = 0;
     for (;;) {
         const qs: Record<string, string> = { dir: "f", limit: String(PAGE), filter: FILTER };
         if (from) qs.from = from;
@@ -33,9 +52,10 @@ export async function readRoom(
             qs,
             null,
         )) as { chunk: RoomEvent[]; end?: string };
-        events.push(...page.chunk);
-        onProgress(events.length);
-        if (!page.end || page.chunk.length === 0) return events;
+        yield* page.chunk;
+        count += page.chunk.length;
+        onProgress(count);
+        if (!page.end || page.chunk.length === 0) return;
         from = page.end;
     }
 }

@@ -1,37 +1,31 @@
 /**
- * Checks an audit room's trail from its events (README, "Verifying the trail"): recomputes every record's hash,
- * checks each full record's content against its digest and its body against its record, follows the chain
- * from record to record, and reports what breaks it: missing records, broken links, redacted or edited audit
- * events, look-alike messages from anyone but the sender. Duplicates (one change posted twice) are reported
- * as information only. Pure: RoomReader fetches the events.
+ * Checks an audit room's trail from its events (README, "Verifying the trail"), streaming: events go in one at a
+ * time, in room order, and memory stays bounded by a small window plus 32 bytes per record (SeqHashes), so a room
+ * of millions of records can be checked. Every copy of a record is checked on its own (RecordChecks.ts); copies
+ * of one seq must be the same record (identical resends are information, others a problem). Records are then
+ * put in seq order through a reorder window (posting is concurrent, so the room is only nearly in order) and
+ * the chain followed from record to record: missing records, broken links, where the trail starts (at the
+ * chain's first record, at `--from`, or where the previous incremental run stopped), and, with `maxAgeMs`,
+ * whether the newest record is recent enough (checkpoints make an idle trail recent). Redacted audit events,
+ * edits of them, look-alike messages from anyone but the sender, and messages from the sender without a chain
+ * after the chain began are reported too. Pure: RoomReader fetches the events.
  */
-import { createHash } from "node:crypto";
-import { pythonDumpsJsonText } from "../json/PythonJson.js";
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
-import { auditMessageBody, withheldText } from "../modules/audit/Messages.js";
-import { expandRecords } from "../modules/audit/Digest.js";
-import { quarantineBody, type QuarantineFields } from "../modules/audit/Quarantine.js";
 import { RECORD_KEY } from "../modules/audit/Record.js";
-import { recordHash } from "./Chain.js";
+import { GENESIS } from "./Chain.js";
+import {
+    AUDIT_SENTENCE,
+    type ChainedRecord,
+    chainedRecordsOf,
+    checkEvent,
+    isRedacted,
+    type Problem,
+    replaces,
+} from "./RecordChecks.js";
+import { SeqHashes } from "./SeqHashes.js";
+import { SeqHeap } from "./SeqHeap.js";
 
-export type ProblemKind =
-    | "missing"
-    | "broken_link"
-    | "hash_mismatch"
-    | "content_mismatch"
-    | "body_mismatch"
-    | "conflicting_records"
-    | "redacted"
-    | "edited"
-    | "look_alike"
-    | "malformed";
-
-export interface Problem {
-    kind: ProblemKind;
-    seq: number | null;
-    eventId: string;
-    detail: string;
-}
+export type { Problem, ProblemKind } from "./RecordChecks.js";
 
 export interface Report {
     intact: boolean;
@@ -40,6 +34,10 @@ export interface Report {
     lastSeq: number | null;
     firstTs: number | null;
     lastTs: number | null;
+    /** Where the checked trail starts: the chain's first record, `--from`, the state file, or neither. */
+    start: "genesis" | "from" | "state" | "unanchored" | null;
+    /** The newest record by time (checkpoints count), for liveness. */
+    newest: { seq: number; ts: number } | null;
     /** Seqs between posted records that the next one declares left out by the audit policy. */
     omittedByPolicy: number;
     /** Audit events from before the hash chain (older versions), not checked. */
@@ -48,266 +46,337 @@ export interface Report {
     problems: Problem[];
 }
 
-interface ChainedRecord {
-    event: RoomEvent;
+/** Where an earlier run stopped (VerifyState): the walk continues from this record. */
+export interface VerifiedPoint {
     seq: number;
     hash: string;
-    prevHash: string;
-    prevPosted: { seq: number; hash: string } | null;
-    fields: Record<string, unknown>;
+    /** Hashes of recent seqs, to compare late copies with. */
+    recent: Record<string, string>;
 }
 
-const AUDIT_SENTENCE = / has changed their account data for type .* to: /;
-
-function isRedacted(event: RoomEvent): boolean {
-    const unsigned = (event as { unsigned?: { redacted_because?: unknown } }).unsigned;
-    return unsigned?.redacted_because !== undefined || event.content.body === undefined;
+export interface VerifyOptions {
+    fromSeq?: number;
+    /** The newest record must be at most this old; else a `stale` problem. */
+    maxAgeMs?: number | null;
+    now?: number;
+    /** Continue after an earlier run (see VerifyState). */
+    after?: VerifiedPoint | null;
+    /**
+     * For incremental runs: records newer than this (before the newest) are checked next time rather than now,
+     * since a record posted a moment earlier than them may still be on its way (posting is concurrent).
+     */
+    settleMs?: number;
+    /** Events an earlier run checked already (ResumePoint.checkedAfter). */
+    skipEventIds?: readonly string[];
 }
 
-function replaces(event: RoomEvent): string | null {
-    const relation = event.content["m.relates_to"] as { rel_type?: unknown; event_id?: unknown } | undefined;
-    return relation?.rel_type === "m.replace" && typeof relation.event_id === "string" ? relation.event_id : null;
+/** Where the next incremental run goes on: the walk's position, and the last event read before it. */
+export interface ResumePoint {
+    verified: VerifiedPoint;
+    /** The room's event after which the next run reads; null: from the room's start. */
+    afterEventId: string | null;
+    /** Events after that one which this run checked already (the next run skips them). */
+    checkedAfter: string[];
 }
 
-const str = (value: unknown): string | null => (typeof value === "string" ? value : null);
+/** Records waiting for the walk in seq order; posting reorders them by at most a few batches. */
+const REORDER_WINDOW = 20_000;
+/** Duplicates listed one by one in the report (all are counted in `problems` only if they conflict). */
+const DUPLICATES_LISTED = 1_000;
+/** First copies' event IDs remembered, to name both copies of a duplicate (resends come soon after). */
+const EVENT_IDS_KEPT = 100_000;
 
-/** The record's kind as the host module chained it. */
-function chainKind(fields: Record<string, unknown>): string {
-    return fields.kind === "change" && fields.recovered === true ? "recovered" : String(fields.kind);
-}
-
-function linkHash(seq: number, fields: Record<string, unknown>, prevHash: string): string {
-    const change = fields.kind === "change";
-    return recordHash({
-        seq,
-        changeId: String(fields.change_id),
-        ts: Number(fields.ts),
-        kind: chainKind(fields),
-        userId: change || fields.kind === "deactivation" ? String(fields.user_id) : "",
-        roomId: change ? str(fields.room_id) : null,
-        type: change ? String(fields.type) : "",
-        keyedDigest: str(fields.keyed_digest),
-        prevHash,
-    });
-}
-
-/** Problems a record has on its own: its hash, and its content against its digest. */
-function checkRecord(record: ChainedRecord): Problem[] {
-    const { fields, event, seq } = record;
-    const problems: Problem[] = [];
-    const problem = (kind: ProblemKind, detail: string) =>
-        problems.push({ kind, seq, eventId: event.event_id, detail });
-    if (linkHash(seq, fields, record.prevHash) !== record.hash) {
-        problem("hash_mismatch", "the record's fields do not give its hash");
+/** A cheap 53-bit hash of an event ID: the sender's event IDs are kept as numbers, to find edits of them. */
+function idKey(id: string): number {
+    let h1 = 0x811c9dc5;
+    let h2 = 0x01000193;
+    for (let i = 0; i < id.length; i++) {
+        const c = id.charCodeAt(i);
+        h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+        h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
     }
-    if (!contentMatches(fields)) problem("content_mismatch", "the content does not match its digest");
-    return problems;
+    return (h1 & 0x1fffff) * 0x100000000 + h2;
 }
 
-/** A full change record's content against its digest (true where there is nothing to check). */
-function contentMatches(fields: Record<string, unknown>): boolean {
-    const content = str(fields.content);
-    if (fields.kind !== "change" || fields.level !== "full" || content === null) return true;
-    return `sha256:${createHash("sha256").update(content, "utf8").digest("hex")}` === fields.content_digest;
-}
+export class TrailVerifier {
+    private readonly problems: Problem[] = [];
+    private readonly duplicates: Report["duplicates"] = [];
+    private readonly hashes = new SeqHashes();
+    private readonly pending = new SeqHeap();
+    private readonly senderEvents = new Set<number>();
+    private readonly firstCopies = new Map<number, string>();
+    /** The IDs of the last events read, by position, to name where an incremental run stopped. */
+    private readonly recentEvents: string[] = [];
+    private eventsRead = 0;
+    private resumeAfter: string | null = null;
+    private settled: { point: { seq: number; hash: string }; checkedAfter: string[] } | null = null;
+    /** Event IDs the next run is told to skip (an incremental run's re-read overlap). */
+    private readonly skip: Set<string>;
+    private readonly edits: { eventId: string; target: string; sender: string }[] = [];
+    private readonly fromSeq: number;
+    private chainBegan = false;
+    private unchained = 0;
+    private records = 0;
+    /** The last record the walk passed (in seq order), and the first. */
+    private before: { seq: number; hash: string } | null;
+    private first: ChainedRecord | null = null;
+    private last: ChainedRecord | null = null;
+    private newest: { seq: number; ts: number } | null = null;
+    private omittedByPolicy = 0;
+    private start: Report["start"] = null;
+    private redactions = 0;
 
-/** A record posted as a quarantine notice (README, "Quarantined records"). */
-function isQuarantined(fields: Record<string, unknown>): boolean {
-    const quarantine = fields.quarantine as { reason?: unknown } | null | undefined;
-    return typeof quarantine === "object" && quarantine !== null && typeof quarantine.reason === "string";
-}
-
-/** The message line a record says its event shows; null where it cannot be rebuilt (content left out). */
-function expectedLine(fields: Record<string, unknown>): string | null {
-    if (isQuarantined(fields)) return quarantineBody(fields as unknown as QuarantineFields);
-    const user = String(fields.user_id);
-    const room = str(fields.room_id);
-    const type = String(fields.type);
-    const content = str(fields.content);
-    if (fields.level === "full")
-        return content === null ? null : auditMessageBody(user, room, type, pythonDumpsJsonText(content));
-    if (fields.level === "metadata") {
-        return auditMessageBody(user, room, type, withheldText(Number(fields.content_size), str(fields.keyed_digest)));
-    }
-    return null;
-}
-
-/** Does the event's body say what its change records hold (one line per record)? */
-function bodyProblem(event: RoomEvent, records: Record<string, unknown>[]): Problem | null {
-    // A content that does not match its digest is reported already.
-    if (records.some((r) => (r.kind !== "change" && !isQuarantined(r)) || !contentMatches(r))) return null;
-    const lines = records.map(expectedLine);
-    if (lines.some((l) => l === null) || event.content.body === lines.join("\n")) return null;
-    const seq = typeof records[0]?.seq === "number" ? records[0].seq : null;
-    return {
-        kind: "body_mismatch",
-        seq,
-        eventId: event.event_id,
-        detail: "the message body does not say what the record holds",
-    };
-}
-
-function parseChained(event: RoomEvent, fields: Record<string, unknown>): ChainedRecord | null {
-    const { seq, hash, prev_hash: prevHash, prev_posted: prevPosted } = fields;
-    if (typeof seq !== "number" || typeof hash !== "string" || typeof prevHash !== "string") return null;
-    const posted =
-        typeof prevPosted === "object" && prevPosted !== null ? (prevPosted as { seq: number; hash: string }) : null;
-    return { event, seq, hash, prevHash, prevPosted: posted, fields };
-}
-
-/**
- * A redacted audit event has lost its record, so its seq shows only as one missing from the chain. When the
- * redactions and the missing seqs are as many, they are paired in order: one problem names both.
- */
-function attributeRedactions(problems: Problem[]): void {
-    const redacted = problems.filter((p) => p.kind === "redacted");
-    const missing = problems.filter((p) => p.kind === "missing").sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
-    if (redacted.length === 0 || redacted.length !== missing.length) return;
-    for (const [i, problem] of redacted.entries()) {
-        const gap = missing[i] as Problem;
-        problem.seq = gap.seq;
-        problem.detail = `the audit event of seq ${gap.seq} was redacted`;
-        problems.splice(problems.indexOf(gap), 1);
-    }
-}
-
-export function verifyEvents(events: readonly RoomEvent[], sender: string, fromSeq = 0): Report {
-    const problems: Problem[] = [];
-    const bySeq = new Map<number, ChainedRecord[]>();
-    const auditEventIds = new Set<string>();
-    let unchained = 0;
-    for (const event of events) {
-        if (event.type !== "m.room.message") continue;
-        if (event.sender === sender) auditEventIds.add(event.event_id);
-    }
-    for (const event of events) {
-        if (event.type === "m.room.redaction") continue; // the redacted event shows it (redacted_because)
-        const target = replaces(event);
-        if (target !== null && auditEventIds.has(target)) {
-            problems.push({
-                kind: "edited",
-                seq: null,
-                eventId: event.event_id,
-                detail: `${event.sender} edited audit event ${target}`,
-            });
-            continue;
+    public constructor(
+        private readonly sender: string,
+        private readonly options: VerifyOptions = {},
+    ) {
+        this.fromSeq = options.fromSeq ?? 0;
+        this.skip = new Set(options.skipEventIds ?? []);
+        const after = options.after ?? null;
+        this.before = after ? { seq: after.seq, hash: after.hash } : null;
+        if (after) {
+            this.start = "state";
+            this.chainBegan = true;
+            for (const [seq, hash] of Object.entries(after.recent)) this.hashes.set(Number(seq), hash);
         }
-        if (event.sender !== sender) {
+    }
+
+    /** Takes the room's next event. */
+    public add(event: RoomEvent): void {
+        if (this.skip.has(event.event_id)) return;
+        this.eventsRead++;
+        this.recentEvents.push(event.event_id);
+        if (this.recentEvents.length > REORDER_WINDOW) this.recentEvents.shift();
+        if (event.type === "m.room.redaction" || event.type !== "m.room.message") return;
+        const fromSender = event.sender === this.sender;
+        if (fromSender) this.senderEvents.add(idKey(event.event_id));
+        const target = replaces(event);
+        if (target !== null) {
+            this.edits.push({ eventId: event.event_id, target, sender: event.sender });
+            return;
+        }
+        if (!fromSender) {
             if (AUDIT_SENTENCE.test(String(event.content.body)) || RECORD_KEY in event.content) {
-                problems.push({
-                    kind: "look_alike",
-                    seq: null,
-                    eventId: event.event_id,
-                    detail: `an audit-like message from ${event.sender}`,
-                });
+                this.problem("look_alike", null, event.event_id, `an audit-like message from ${event.sender}`);
             }
-            continue;
+            return;
         }
         if (isRedacted(event)) {
-            problems.push({
-                kind: "redacted",
-                seq: null,
-                eventId: event.event_id,
-                detail: "an audit event was redacted",
-            });
-            continue;
+            this.redactions++;
+            this.problem("redacted", null, event.event_id, "an audit event was redacted");
+            return;
         }
-        const fields = event.content[RECORD_KEY] as Record<string, unknown> | undefined;
-        const inner =
-            fields?.kind === "digest" && Array.isArray(fields.records)
-                ? expandRecords(fields.records as Record<string, unknown>[])
-                : fields
-                  ? [fields]
-                  : [];
-        const parsed = inner.map((f) => (typeof f === "object" && f !== null ? parseChained(event, f) : null));
-        if (parsed.length === 0 || parsed.some((r) => r === null)) {
-            unchained++;
-            continue;
+        const records = chainedRecordsOf(event);
+        if (records === null) {
+            if (!this.chainBegan) this.unchained++;
+            else this.problem("unchained", null, event.event_id, "a message from the sender without a hash chain");
+            return;
         }
-        const body = bodyProblem(event, inner);
-        if (body && (body.seq ?? 0) >= fromSeq) problems.push(body);
-        for (const record of parsed as ChainedRecord[]) {
-            if (record.seq < fromSeq) continue;
-            bySeq.set(record.seq, [...(bySeq.get(record.seq) ?? []), record]);
+        this.chainBegan = true;
+        const problems = checkEvent(event, records, this.fromSeq);
+        this.problems.push(...problems);
+        for (const record of records) {
+            // A copy that fails its own checks is reported already: never listed as an identical resend.
+            const sound = !problems.some((p) => p.seq === record.seq);
+            this.take({ ...record, order: this.eventsRead }, sound);
         }
     }
 
-    const duplicates: Report["duplicates"] = [];
-    const records: ChainedRecord[] = [];
-    for (const [seq, copies] of [...bySeq].sort((a, b) => a[0] - b[0])) {
-        const first = copies[0] as ChainedRecord;
-        if (copies.length > 1) {
-            if (copies.some((c) => c.hash !== first.hash)) {
-                problems.push({
-                    kind: "conflicting_records",
-                    seq,
-                    eventId: copies[1]?.event.event_id ?? "",
-                    detail: "two different records with one seq",
-                });
-            } else {
-                duplicates.push({ seq, eventIds: copies.map((c) => c.event.event_id) });
+    /** Every copy: compared with the first copy of its seq; the first goes on to the walk. */
+    private take(record: ChainedRecord, sound: boolean): void {
+        const known = this.hashes.get(record.seq);
+        if (known !== null) {
+            if (known !== record.hash) {
+                this.problem("conflicting_records", record.seq, record.eventId, "two different records with one seq");
+            } else if (sound && this.duplicates.length < DUPLICATES_LISTED) {
+                const listed = this.duplicates.find((d) => d.seq === record.seq);
+                if (listed) listed.eventIds.push(record.eventId);
+                else {
+                    const first = this.firstCopies.get(record.seq) ?? "(an earlier copy)";
+                    this.duplicates.push({ seq: record.seq, eventIds: [first, record.eventId] });
+                }
             }
+            return;
         }
-        records.push(first);
+        this.hashes.set(record.seq, record.hash);
+        this.firstCopies.set(record.seq, record.eventId);
+        if (this.firstCopies.size > EVENT_IDS_KEPT) {
+            this.firstCopies.delete(this.firstCopies.keys().next().value as number);
+        }
+        if (record.seq < this.fromSeq) return;
+        if (this.newest === null || record.ts >= this.newest.ts) this.newest = { seq: record.seq, ts: record.ts };
+        if (this.before !== null && record.seq <= this.before.seq) {
+            // Behind the walk: an earlier run (or the reorder window) passed this seq without it.
+            this.problem(
+                "late_copy",
+                record.seq,
+                record.eventId,
+                `a record of seq ${record.seq} appeared after the trail had passed it`,
+            );
+            return;
+        }
+        this.pending.push(record);
+        if (this.pending.size > REORDER_WINDOW) this.walk(this.pending.pop() as ChainedRecord);
     }
 
-    let omittedByPolicy = 0;
-    for (const [i, record] of records.entries()) {
-        problems.push(...checkRecord(record));
-        const before = records[i - 1];
-        if (!before) continue;
+    /** The next record in seq order: its link to the one before it, or where the trail starts. */
+    private walk(record: ChainedRecord): void {
+        this.records++;
+        this.first ??= record;
+        this.last = record;
+        const before = this.before;
+        this.before = { seq: record.seq, hash: record.hash };
+        if (before === null) {
+            this.anchor(record);
+            return;
+        }
         const declared = record.prevPosted;
         if (record.seq === before.seq + 1 && record.prevHash !== before.hash) {
-            problems.push({
-                kind: "broken_link",
-                seq: record.seq,
-                eventId: record.event.event_id,
-                detail: `prev_hash is not the hash of seq ${before.seq}`,
-            });
+            this.problem("broken_link", record.seq, record.eventId, `prev_hash is not the hash of seq ${before.seq}`);
         }
         if (declared === null) {
-            // No claim about what came before (the appservice did not see it all): seqs in between are missing.
             if (record.seq > before.seq + 1) {
-                problems.push({
-                    kind: "missing",
-                    seq: before.seq + 1,
-                    eventId: record.event.event_id,
-                    detail: `seqs ${before.seq + 1}-${record.seq - 1} are not in the room, and no record says why`,
-                });
+                const detail = `seqs ${before.seq + 1}-${record.seq - 1} are not in the room, and no record says why`;
+                this.problem("missing", before.seq + 1, record.eventId, detail);
             }
         } else if (declared.seq === before.seq && declared.hash === before.hash) {
-            omittedByPolicy += record.seq - before.seq - 1;
+            this.omittedByPolicy += record.seq - before.seq - 1;
         } else if (declared.seq > before.seq) {
-            problems.push({
-                kind: "missing",
-                seq: declared.seq,
-                eventId: record.event.event_id,
-                detail: `seq ${declared.seq} (and any posted record after seq ${before.seq}) is not in the room`,
-            });
+            const detail = `seq ${declared.seq} (and any posted record after seq ${before.seq}) is not in the room`;
+            this.problem("missing", declared.seq, record.eventId, detail);
         } else {
-            problems.push({
-                kind: "broken_link",
-                seq: record.seq,
-                eventId: record.event.event_id,
-                detail: `says the record before it is seq ${declared.seq}, but the room shows seq ${before.seq}`,
-            });
+            const detail = `says the record before it is seq ${declared.seq}, but the room shows seq ${before.seq}`;
+            this.problem("broken_link", record.seq, record.eventId, detail);
         }
     }
 
-    attributeRedactions(problems);
-    const first = records[0];
-    const last = records.at(-1);
-    problems.sort((a, b) => (a.seq ?? Number.MAX_SAFE_INTEGER) - (b.seq ?? Number.MAX_SAFE_INTEGER));
-    return {
-        intact: problems.length === 0,
-        records: records.length,
-        firstSeq: first?.seq ?? null,
-        lastSeq: last?.seq ?? null,
-        firstTs: first ? Number(first.fields.ts) : null,
-        lastTs: last ? Number(last.fields.ts) : null,
-        omittedByPolicy,
-        unchained,
-        duplicates,
-        problems,
-    };
+    /** The first record walked: the trail must start at the chain's first record or at `--from`. */
+    private anchor(record: ChainedRecord): void {
+        const declared = record.prevPosted;
+        if (record.prevHash === GENESIS || (declared?.seq === 0 && declared.hash === GENESIS)) {
+            this.start = "genesis";
+            if (declared !== null && record.prevHash !== GENESIS) this.omittedByPolicy += record.seq - 1;
+        } else if (
+            this.fromSeq > 0 &&
+            (record.seq === this.fromSeq || (declared !== null && declared.seq < this.fromSeq))
+        ) {
+            this.start = "from";
+        } else {
+            this.start = "unanchored";
+            const detail =
+                `the trail starts at seq ${record.seq}, not at the chain's first record: the records before it are ` +
+                "not in the room (purged, or never posted), and nothing accounts for them";
+            this.problem("unanchored_start", record.seq, record.eventId, detail);
+        }
+    }
+
+    private problem(kind: Problem["kind"], seq: number | null, eventId: string, detail: string): void {
+        this.problems.push({ kind, seq, eventId, detail });
+    }
+
+    /** The report, after the room's last event. */
+    public finish(): Report {
+        this.resumeAfter = this.recentEvents.at(-1) ?? null;
+        const settle = this.options.settleMs;
+        if (settle !== undefined && this.newest !== null) {
+            // Walk what has settled; the rest is read again next time, from the event before the first of it.
+            const cutoff = this.newest.ts - settle;
+            const walkedOrders: { order: number; eventId: string }[] = [];
+            let top = this.pending.pop();
+            while (top !== undefined && top.ts <= cutoff) {
+                this.walk(top);
+                walkedOrders.push({ order: top.order ?? 0, eventId: top.eventId });
+                top = this.pending.pop();
+            }
+            if (top !== undefined) this.pending.push(top);
+            if (top !== undefined && this.before !== null) {
+                const firstOrder = this.pending.minOrder() ?? this.eventsRead;
+                // The event just before the first unsettled record's (recentEvents ends at position eventsRead).
+                const index = this.recentEvents.length - 1 - (this.eventsRead - firstOrder) - 1;
+                this.resumeAfter = index >= 0 ? (this.recentEvents[index] as string) : null;
+                const checkedAfter = walkedOrders.filter((w) => w.order > firstOrder).map((w) => w.eventId);
+                this.settled = { point: this.before, checkedAfter };
+            }
+        }
+        while (this.pending.size > 0) this.walk(this.pending.pop() as ChainedRecord);
+        for (const edit of this.edits) {
+            if (this.senderEvents.has(idKey(edit.target))) {
+                this.problem("edited", null, edit.eventId, `${edit.sender} edited audit event ${edit.target}`);
+            }
+        }
+        const { maxAgeMs = null, now = Date.now() } = this.options;
+        if (maxAgeMs !== null && (this.newest === null || now - this.newest.ts > maxAgeMs)) {
+            const what = this.newest
+                ? `the newest record, seq ${this.newest.seq} at ${new Date(this.newest.ts).toISOString()}, is older than ${maxAgeMs / 1000} s`
+                : "the room has no record";
+            this.problem("stale", this.newest?.seq ?? null, "", `${what}: the trail is not being written`);
+        }
+        this.attributeRedactions();
+        const problems = this.problems.sort(
+            (a, b) => (a.seq ?? Number.MAX_SAFE_INTEGER) - (b.seq ?? Number.MAX_SAFE_INTEGER),
+        );
+        return {
+            intact: problems.length === 0,
+            records: this.records,
+            firstSeq: this.first?.seq ?? null,
+            lastSeq: this.last?.seq ?? null,
+            firstTs: this.first?.ts ?? null,
+            lastTs: this.last?.ts ?? null,
+            start: this.start,
+            newest: this.newest,
+            omittedByPolicy: this.omittedByPolicy,
+            unchained: this.unchained,
+            duplicates: this.duplicates,
+            problems,
+        };
+    }
+
+    /** Where the next incremental run goes on (after finish()), or null if nothing was walked. */
+    public resumePoint(recentCount = 10_000): ResumePoint | null {
+        const point = this.settled?.point ?? this.before;
+        if (point === null) return null;
+        const recent: Record<string, string> = {};
+        for (let seq = Math.max(0, point.seq - recentCount + 1); seq <= point.seq; seq++) {
+            const hash = this.hashes.get(seq);
+            if (hash !== null) recent[seq] = hash;
+        }
+        return {
+            verified: { seq: point.seq, hash: point.hash, recent },
+            afterEventId: this.resumeAfter,
+            checkedAfter: this.settled?.checkedAfter ?? [],
+        };
+    }
+
+    /**
+     * A redacted audit event has lost its record, so its seq shows only as one missing from the chain. When the
+     * redactions and the missing seqs are as many, they are paired in order: one problem names both (linear).
+     */
+    private attributeRedactions(): void {
+        const missing = this.problems.filter((p) => p.kind === "missing");
+        if (this.redactions === 0 || this.redactions !== missing.length) return;
+        missing.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+        const gone = new Set(missing);
+        let i = 0;
+        for (const problem of this.problems) {
+            if (problem.kind !== "redacted") continue;
+            const gap = missing[i++] as Problem;
+            problem.seq = gap.seq;
+            problem.detail = `the audit event of seq ${gap.seq} was redacted`;
+        }
+        const kept = this.problems.filter((p) => !gone.has(p));
+        this.problems.length = 0;
+        this.problems.push(...kept);
+    }
+}
+
+/** Checks a whole room's events at once (tests, small rooms). */
+export function verifyEvents(
+    events: Iterable<RoomEvent>,
+    sender: string,
+    fromSeq = 0,
+    options: Omit<VerifyOptions, "fromSeq"> = {},
+): Report {
+    const verifier = new TrailVerifier(sender, { ...options, fromSeq });
+    for (const event of events) verifier.add(event);
+    return verifier.finish();
 }

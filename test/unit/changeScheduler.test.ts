@@ -190,7 +190,11 @@ describe("ChangeScheduler with digests", () => {
             else units.push(change(seq, user()));
         }
         const keysOf = (u: AuditUnit) =>
-            u.kind === "gap" ? [] : u.kind === "digest" ? [...new Set(u.changes.map((c) => c.userId))] : [u.userId];
+            u.kind === "gap" || u.kind === "checkpoint"
+                ? []
+                : u.kind === "digest"
+                  ? [...new Set(u.changes.map((c) => c.userId))]
+                  : [u.userId];
         const lastByUser = new Map<string, number>();
         const running = new Set<AuditUnit>();
         let maxRunning = 0;

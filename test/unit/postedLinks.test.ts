@@ -29,7 +29,8 @@ describe("PostedLinks", () => {
     it("links each posted record to the one shown before it, skipping those left out", () => {
         const planner = links();
         const planned = planner.plan([record(1), record(2, HIDDEN), record(3, HIDDEN), record(4)], false, null);
-        expect(prev(planned)).toEqual([null, "-", "-", 1]);
+        // Record 1 is the chain's first (prev hash genesis): it says nothing was posted before it (seq 0).
+        expect(prev(planned)).toEqual([0, "-", "-", 1]);
         expect(planned[3]?.prevPosted).toEqual({ seq: 1, hash: hash(1) });
     });
 
@@ -55,6 +56,18 @@ describe("PostedLinks", () => {
         const one = { seq: 1, hash: hash(1) };
         expect(prev(planner.plan([record(2), record(4)], false, one, one))).toEqual([1, null]); // 3 is missing
         expect(prev(planner.plan([record(5)], false, null, null))).toEqual([null]); // nothing known before it
+    });
+
+    it("lets the first posted record say the chain began right before it, also when the first were left out", () => {
+        const planner = links();
+        const planned = planner.plan([record(1, HIDDEN), record(2, HIDDEN), record(3)], false, null);
+        expect(planned[2]?.prevPosted).toEqual({ seq: 0, hash: "0".repeat(64) });
+        // Also across an acknowledgement of a batch that posted nothing: the host module stores the start.
+        const next = links();
+        next.plan([record(1, HIDDEN)], false, null);
+        const head = next.headThrough(1);
+        expect(head).toEqual({ seq: 0, hash: "0".repeat(64) });
+        expect(next.plan([record(2)], false, head, { seq: 1, hash: hash(1) })[0]?.prevPosted).toEqual(head);
     });
 
     it("leaves records without a chain (older host modules) alone", () => {

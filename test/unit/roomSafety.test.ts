@@ -37,6 +37,7 @@ describe("audit room safety", () => {
             state("m.room.history_visibility", { history_visibility: "world_readable" }),
             state("m.room.encryption", { algorithm: "m.megolm.v1.aes-sha2" }),
             state("m.room.power_levels", { users: { [SENDER]: 100, "@admin:example.org": 100 } }),
+            state("m.room.retention", { max_lifetime: 86_400_000 }),
             member(SENDER),
             member("@someone:elsewhere.org"),
         ];
@@ -48,6 +49,11 @@ describe("audit room safety", () => {
             [
                 "redactors",
                 "users besides the sender may redact audit events (redact level 50): @admin:example.org (100)",
+            ],
+            [
+                "retention",
+                "it has a retention policy (m.room.retention max_lifetime 86400000 ms): a homeserver with retention " +
+                    "enabled purges older audit events, and verify then finds the trail cut",
             ],
         ]);
     });

@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import type { RoomEvent } from "../../src/devenv/MatrixHttp.js";
 import { auditMessageBody } from "../../src/modules/audit/Messages.js";
 import { RECORD_KEY } from "../../src/modules/audit/Record.js";
-import { canonical, GENESIS, recordHash } from "../../src/verify/Chain.js";
-import { verifyEvents } from "../../src/verify/Verifier.js";
+import { canonical, GENESIS, recordHash, recordHashV2 } from "../../src/verify/Chain.js";
+import { TrailVerifier, verifyEvents } from "../../src/verify/Verifier.js";
 
 const SENDER = "@audit:example.org";
 const ALICE = "@alice:example.org";
@@ -133,5 +133,171 @@ describe("verifyEvents", () => {
         const events = trail(10).filter((e) => e.event_id !== "$e2");
         expect(verifyEvents(events, SENDER, 3).intact).toBe(true);
         expect(verifyEvents(events, SENDER, 1).intact).toBe(false);
+    });
+});
+
+/** A v2 trail, as the appservice posts it: full records with their content, salt and commitment. */
+function trailV2(count: number): RoomEvent[] {
+    const events: RoomEvent[] = [];
+    let prev = GENESIS;
+    let prevPosted: { seq: number; hash: string } | null = { seq: 0, hash: GENESIS };
+    for (let seq = 1; seq <= count; seq++) {
+        const content = `{"n":${seq}}`;
+        const salt = createHash("sha256").update(`salt${seq}`).digest("hex").slice(0, 32);
+        const commitment = `sha256:${createHash("sha256")
+            .update(salt + content)
+            .digest("hex")}`;
+        const keyed = createHash("sha256").update(`key:${seq}`).digest("hex");
+        const ts = 1_000_000 + seq * 1000;
+        const link = { seq, changeId: `c${seq}`, ts, kind: "change", userId: ALICE, roomId: null, type: "m.t" };
+        const hash = recordHashV2({
+            ...link,
+            contentSize: content.length,
+            commitment,
+            keyedDigest: keyed,
+            prevHash: prev,
+        });
+        const record = {
+            version: 1,
+            kind: "change",
+            seq,
+            change_id: `c${seq}`,
+            ts,
+            user_id: ALICE,
+            room_id: null,
+            type: "m.t",
+            level: "full",
+            recovered: false,
+            content_size: content.length,
+            content_digest: `sha256:${createHash("sha256").update(content).digest("hex")}`,
+            content,
+            commitment,
+            content_salt: salt,
+            chain_version: 2,
+            keyed_digest: keyed,
+            prev_hash: prev,
+            hash,
+            prev_posted: prevPosted,
+        };
+        events.push(message(`$v${seq}`, SENDER, auditMessageBody(ALICE, null, "m.t", `{"n": ${seq}}`), record));
+        prevPosted = { seq, hash };
+        prev = hash;
+    }
+    return events;
+}
+
+const recordOf = (event: RoomEvent | undefined) => event?.content[RECORD_KEY] as Record<string, unknown>;
+
+describe("verify with chain v2", () => {
+    it("finds an intact trail intact, anchored at the chain's first record", () => {
+        const report = verifyEvents(trailV2(10), SENDER);
+        expect(report.problems).toEqual([]);
+        expect(report).toMatchObject({ intact: true, records: 10, start: "genesis", newest: { seq: 10 } });
+    });
+
+    it("binds a shown content to the chain: content and its plain digest changed together are caught", () => {
+        const events = trailV2(6);
+        const copy = structuredClone(events[5] as RoomEvent);
+        copy.event_id = "$forged";
+        const forged = recordOf(copy);
+        forged.content = '{"n":666}';
+        forged.content_digest = `sha256:${createHash("sha256").update('{"n":666}').digest("hex")}`;
+        copy.content.body = auditMessageBody(ALICE, null, "m.t", '{"n": 666}');
+        const report = verifyEvents([...events, copy], SENDER);
+        expect(report.intact).toBe(false);
+        expect(report.problems.map((p) => [p.kind, p.seq, p.eventId])).toEqual([["content_mismatch", 6, "$forged"]]);
+    });
+
+    it("checks every copy: a second copy with other chained fields is a conflict, an identical one information", () => {
+        const events = trailV2(6);
+        const same = { ...(events[2] as RoomEvent), event_id: "$same" };
+        // A token holder's copy of seq 4 with another time, its hash recomputed so that it checks out on its own.
+        const other = structuredClone(events[3] as RoomEvent);
+        other.event_id = "$other";
+        const fields = recordOf(other);
+        fields.ts = 5;
+        fields.hash = recordHashV2({
+            seq: 4,
+            changeId: "c4",
+            ts: 5,
+            kind: "change",
+            userId: ALICE,
+            roomId: null,
+            type: "m.t",
+            contentSize: Number(fields.content_size),
+            commitment: String(fields.commitment),
+            keyedDigest: String(fields.keyed_digest),
+            prevHash: String(fields.prev_hash),
+        });
+        // And one that does not even check out on its own.
+        const broken = structuredClone(events[4] as RoomEvent);
+        broken.event_id = "$broken";
+        recordOf(broken).ts = 5;
+        const report = verifyEvents([...events, same, other, broken], SENDER);
+        expect(report.duplicates).toEqual([{ seq: 3, eventIds: ["$v3", "$same"] }]);
+        expect(report.problems.map((p) => [p.kind, p.seq, p.eventId])).toEqual([
+            ["conflicting_records", 4, "$other"],
+            ["hash_mismatch", 5, "$broken"],
+        ]);
+    });
+
+    it("counts a message from the sender without a chain after the chain began as a problem", () => {
+        const events = [message("$old", SENDER, "an old message"), ...trailV2(3), message("$x", SENDER, "hello")];
+        const report = verifyEvents(events, SENDER);
+        expect(report.unchained).toBe(1);
+        expect(report.problems.map((p) => [p.kind, p.eventId])).toEqual([["unchained", "$x"]]);
+    });
+
+    it("finds a trail whose oldest records are gone, unless --from says where to start", () => {
+        const purged = trailV2(10).slice(3);
+        const report = verifyEvents(purged, SENDER);
+        expect(report.start).toBe("unanchored");
+        expect(report.problems.map((p) => [p.kind, p.seq])).toEqual([["unanchored_start", 4]]);
+        expect(verifyEvents(purged, SENDER, 4).intact).toBe(true);
+    });
+
+    it("finds redacted newest records", () => {
+        const events = trailV2(10).map((e) =>
+            e.event_id === "$v9" || e.event_id === "$v10"
+                ? { ...e, content: {}, unsigned: { redacted_because: {} } }
+                : e,
+        );
+        const report = verifyEvents(events, SENDER);
+        expect(report.intact).toBe(false);
+        expect(report.problems.map((p) => p.kind)).toEqual(["redacted", "redacted"]);
+    });
+
+    it("says when the newest record is older than the maximum age", () => {
+        const events = trailV2(3);
+        const newestTs = 1_000_000 + 3 * 1000;
+        expect(verifyEvents(events, SENDER, 0, { maxAgeMs: 5000, now: newestTs + 4000 }).intact).toBe(true);
+        const stale = verifyEvents(events, SENDER, 0, { maxAgeMs: 5000, now: newestTs + 6000 });
+        expect(stale.problems.map((p) => [p.kind, p.seq])).toEqual([["stale", 3]]);
+        expect(stale.problems[0]?.detail).toContain(new Date(newestTs).toISOString());
+    });
+
+    it("goes on where an incremental run stopped, reading only what is new", () => {
+        const events = trailV2(30);
+        const first = new TrailVerifier(SENDER, { settleMs: 5000 });
+        for (const event of events.slice(0, 20)) first.add(event);
+        expect(first.finish().intact).toBe(true);
+        const resume = first.resumePoint();
+        // Records within 5 s of the newest are left to the next run, which reads from the event before them.
+        expect(resume?.verified.seq).toBe(15);
+        expect(resume?.afterEventId).toBe("$v15");
+        const next = new TrailVerifier(SENDER, { after: resume?.verified, skipEventIds: resume?.checkedAfter });
+        const fromIndex = events.findIndex((e) => e.event_id === resume?.afterEventId) + 1;
+        for (const event of events.slice(fromIndex)) next.add(event);
+        expect(next.finish()).toMatchObject({ intact: true, start: "state", firstSeq: 16, lastSeq: 30 });
+        // A copy of an already verified seq is compared with what the state keeps: identical is information,
+        // another record (here one that does not even check out) a problem.
+        const again = new TrailVerifier(SENDER, { after: resume?.verified });
+        again.add({ ...(events[9] as RoomEvent), event_id: "$again" });
+        expect(again.finish()).toMatchObject({ intact: true, duplicates: [{ seq: 10 }] });
+        const late = new TrailVerifier(SENDER, { after: resume?.verified });
+        const forged = structuredClone(events[9] as RoomEvent);
+        recordOf(forged).ts = 1;
+        late.add(forged);
+        expect(late.finish().problems.map((p) => p.kind)).toEqual(["hash_mismatch"]);
     });
 });

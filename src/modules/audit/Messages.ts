@@ -6,6 +6,13 @@
  */
 import type { AuditGap, AuditGapKey, UserDeactivation } from "../ModuleApi.js";
 
+/** The facts a checkpoint's message shows (its record's fields). */
+export interface CheckpointFacts {
+    seq: number;
+    ts: number;
+    hash: string | null;
+}
+
 export function auditMessageBody(userId: string, roomId: string | null, type: string, contentJson: string): string {
     const body = `${userId} has changed their account data for type ${type} to: ${contentJson}`;
     return roomId !== null ? `${body} (in room ${roomId})` : body;
@@ -92,4 +99,18 @@ export function deactivationBody(record: UserDeactivation): string {
         `${record.userId} was deactivated ${by}. The homeserver deleted all their account data with it, ` +
         "without reporting each type: this record stands for those deletions."
     );
+}
+
+/** The text of a checkpoint (README, "Checkpoints"): short, the same for every reader. */
+export function checkpointBody(checkpoint: CheckpointFacts): string {
+    const head = checkpoint.hash !== null ? `, chain head ${checkpoint.hash.slice(0, 16)}` : "";
+    return (
+        `Audit checkpoint: seq ${checkpoint.seq} at ${new Date(checkpoint.ts).toISOString()}${head}. ` +
+        "The trail is alive: nothing else was recorded for the checkpoint interval."
+    );
+}
+
+/** The HTML of a checkpoint (only numbers and hex in it: nothing to escape). */
+export function checkpointHtml(checkpoint: CheckpointFacts): string {
+    return `<p><em>${checkpointBody(checkpoint)}</em></p>`;
 }

@@ -5,6 +5,7 @@
  * (see SECRET_TYPES) unless `secrets: post`.
  */
 import { enumField, type Infer, listField, section, stringListField } from "../../config/Schema.js";
+import { LosslessObject } from "../../json/LosslessJson.js";
 import { GlobSet } from "./Glob.js";
 
 export const AUDIT_LEVELS = ["none", "metadata", "full"] as const;
@@ -15,7 +16,26 @@ export type AuditLevel = (typeof AUDIT_LEVELS)[number];
  * iterations, MAC: enough to test passphrase guesses offline), and the encrypted cross-signing and key-backup
  * private keys. Shown to the audit room only with `secrets: post`.
  */
-export const SECRET_TYPES = ["m.secret_storage.*", "m.cross_signing.*", "m.megolm_backup.v1"];
+export const SECRET_TYPES = [
+    "m.secret_storage.*",
+    "m.cross_signing.*",
+    "m.megolm_backup.v1",
+    // MSC3814 dehydrated devices: the key that unlocks the dehydrated device, kept in secret storage.
+    "org.matrix.msc3814",
+    "m.dehydrated_device",
+];
+
+/**
+ * Any secret-storage item, whatever its type: the spec stores a secret in account data under the secret's
+ * name as `{"encrypted": {<key ID>: {"iv", "ciphertext", "mac"}}}`, and clients add secrets of their own.
+ */
+export function isSecretStorageItem(content: LosslessObject | null | undefined): boolean {
+    const encrypted = content?.entries.get("encrypted");
+    if (!(encrypted instanceof LosslessObject) || encrypted.entries.size === 0) return false;
+    return [...encrypted.entries.values()].every(
+        (item) => item instanceof LosslessObject && item.entries.has("ciphertext") && item.entries.has("mac"),
+    );
+}
 
 /** The `rooms` value that stands for global (not per-room) account data. */
 export const GLOBAL_ROOM = "global";
@@ -50,9 +70,10 @@ export const auditPolicySchema = section(
         }),
         secrets: enumField({
             doc:
-                "withhold: m.secret_storage.*, m.cross_signing.* and m.megolm_backup.v1 hold encrypted secrets\n" +
-                "and the parameters to test passphrase guesses offline; they are recorded at metadata (or none,\n" +
-                "if a rule says so), whatever the rules say. post: record them like any other type.",
+                "withhold: m.secret_storage.*, m.cross_signing.*, m.megolm_backup.v1, org.matrix.msc3814 and\n" +
+                'm.dehydrated_device, and any secret-storage item (content {"encrypted": {key: {ciphertext, mac}}})\n' +
+                "hold encrypted secrets and the parameters to test passphrase guesses offline; they are recorded at\n" +
+                "metadata (or none, if a rule says so), whatever the rules say. post: record them like any other type.",
             default: "withhold",
             values: ["withhold", "post"],
         }),
@@ -89,7 +110,8 @@ export class AuditPolicy {
         }));
     }
 
-    public decide(userId: string, roomId: string | null, type: string): Decision {
+    /** `content`, where given, lets secret-storage items of any type be withheld (see isSecretStorageItem). */
+    public decide(userId: string, roomId: string | null, type: string, content?: LosslessObject): Decision {
         const rule = this.rules.find(
             (r) =>
                 r.types.matches(type) &&
@@ -97,7 +119,8 @@ export class AuditPolicy {
                 (roomId === null ? r.matchesGlobal : r.rooms === null || r.rooms.matches(roomId)),
         );
         const level = rule?.level ?? "full";
-        if (this.config.secrets === "withhold" && level === "full" && this.secretTypes.matches(type)) {
+        const secret = this.secretTypes.matches(type) || isSecretStorageItem(content);
+        if (this.config.secrets === "withhold" && level === "full" && secret) {
             return { level: "metadata", withheldSecret: true };
         }
         return { level, withheldSecret: false };

@@ -5,7 +5,7 @@
  * 2^53, which Synapse refuses in event content (and JavaScript numbers would round).
  */
 import { createHash } from "node:crypto";
-import type { AuditGap, ChangeInfo, TrailInfo, UserDeactivation } from "../ModuleApi.js";
+import type { AuditCheckpoint, AuditGap, ChangeInfo, TrailInfo, UserDeactivation } from "../ModuleApi.js";
 import type { AuditLevel } from "./Policy.js";
 
 export const RECORD_KEY = "net.matrix_account_data_audit.record";
@@ -22,6 +22,7 @@ export function sha256Hex(text: string): string {
 function trailFields(info: TrailInfo): Record<string, unknown> {
     if (info.chain === null) return info.keyedDigest !== null ? { keyed_digest: info.keyedDigest } : {};
     return {
+        ...(info.chain.version === 2 ? { chain_version: 2 } : {}),
         keyed_digest: info.keyedDigest,
         prev_hash: info.chain.prevHash,
         hash: info.chain.hash,
@@ -51,6 +52,8 @@ export function changeRecord(
             : change.keyedDigest !== null
               ? `hmac-sha256:${change.keyedDigest}`
               : null;
+    const committed = change.committed ?? null;
+    const shown = level === "full" && withContent;
     return {
         version: RECORD_VERSION,
         kind: "change",
@@ -62,10 +65,24 @@ export function changeRecord(
         type: change.type,
         level,
         recovered: change.recovered,
-        content_size: Buffer.byteLength(change.contentJson, "utf8"),
+        content_size: committed?.size ?? Buffer.byteLength(change.contentJson, "utf8"),
         content_digest: digest,
         ...(level !== "full" ? {} : withContent ? { content: change.contentJson } : { content_omitted: "too_large" }),
+        // The salt only where the content is shown: with it, anyone can check the content against the chain;
+        // without it, the commitment tells nothing about a withheld value.
+        ...(committed ? { commitment: committed.commitment, ...(shown ? { content_salt: committed.salt } : {}) } : {}),
         ...trailFields(change),
+    };
+}
+
+export function checkpointRecord(checkpoint: AuditCheckpoint): Record<string, unknown> {
+    return {
+        version: RECORD_VERSION,
+        kind: "checkpoint",
+        seq: checkpoint.seq,
+        change_id: checkpoint.id,
+        ts: checkpoint.ts,
+        ...trailFields(checkpoint),
     };
 }
 
