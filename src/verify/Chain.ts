@@ -1,7 +1,12 @@
 /**
- * The host module's hash chain, recomputed from what the audit room publishes (README, "The hash chain"):
+ * The host module's hash chain, recomputed from what the audit room publishes (README, "The hash chain"; the
+ * host module's twin is synapse-module/src/synapse_account_data_audit/chain.py, and both test suites check
+ * the README's worked examples). Version 2, every record written since the upgrade:
+ *   hash = SHA-256( JSON ["v2", seq, change_id, ts, kind, user_id, room_id, type, content_size, commitment,
+ *                         keyed_digest, prev_hash] )
+ * Version 1, records written before it (a record without a chain version is v1):
  *   hash = SHA-256( JSON ["v1", seq, change_id, ts, kind, user_id, room_id, type, content_digest, prev_hash] )
- * compact, every character outside printable ASCII escaped as \uXXXX (Python's json.dumps with
+ * Both compact, every character outside printable ASCII escaped as \uXXXX (Python's json.dumps with
  * separators=(",", ":")).
  */
 import { createHash } from "node:crypto";
@@ -80,4 +85,21 @@ export function canonicalV2(link: LinkFieldsV2): string {
 
 export function recordHashV2(link: LinkFieldsV2): string {
     return createHash("sha256").update(canonicalV2(link), "ascii").digest("hex");
+}
+
+/**
+ * A content record's commitment: "sha256:" + SHA-256 of its salt (32 hex digits) followed by its content's
+ * JSON text, as UTF-8. Anyone shown the content and the salt can check it against the chain; without the
+ * salt, a withheld content cannot be guessed through it.
+ */
+export function contentCommitment(salt: string, content: string): string {
+    const digest = createHash("sha256")
+        .update(salt + content, "utf8")
+        .digest("hex");
+    return `sha256:${digest}`;
+}
+
+/** Bytes of a content's JSON text in UTF-8: the `content_size` a v2 link covers. */
+export function contentSize(content: string): number {
+    return Buffer.byteLength(content, "utf8");
 }

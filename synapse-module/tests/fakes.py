@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 from unittest.mock import AsyncMock, Mock
 
+import pytest
+from synapse.api.errors import HttpResponseException
+from synapse.http.client import SimpleHttpClient
 from synapse.module_api import ModuleApi
 from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
 
 SYNAPSE_TABLES = """
 CREATE TABLE account_data (
@@ -110,9 +117,55 @@ def make_api(db: FakeDatabase, worker_name: str | None = None) -> Mock:
         lambda: defer.ensureDeferred(r) if inspect.iscoroutine(r := f(*a, **k)) else r
     )
     api.sleep = AsyncMock()
-    api.http_client = Mock()
-    api.http_client.post_json_get_json = AsyncMock(return_value={})
+    api.http_client = fake_http_client(api)
     return api
+
+
+class FakeResponse:
+    """An HTTP answer as Synapse's client hands it over (headers read, body delivered on request): the
+    parts of Twisted's ``IResponse`` that Synapse's client and ``readBody`` use."""
+
+    def __init__(self, code: int, body: bytes, phrase: bytes = b"OK") -> None:
+        self.code = code
+        self.phrase = phrase
+        self.version = (b"HTTP", 1, 1)
+        self.headers = Headers()
+        self.length = len(body)
+        self.request = None
+        self.previousResponse = None
+        self._body = body
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.makeConnection(Mock())
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))  # type: ignore[no-untyped-call]
+
+    def setPreviousResponse(self, response: Any) -> None:
+        self.previousResponse = response
+
+
+def fake_http_client(api: Mock) -> Mock:
+    """Synapse's HTTP client, whose ``request`` hands each POST to ``api.appservice`` (an AsyncMock taking
+    (url, body as JSON, headers=...) and returning the answer's JSON or raising HttpResponseException), the
+    appservice stand-in the tests program. ``post_json_get_json`` fails the test: it logs request bodies."""
+    api.appservice = AsyncMock(return_value={})
+
+    async def request(
+        method: str, uri: str, data: bytes | None = None, headers: Headers | None = None
+    ) -> Any:
+        assert method == "POST" and data is not None
+        raw = dict(headers.getAllRawHeaders()) if headers is not None else {}
+        try:
+            answer = await api.appservice(uri, json.loads(data), headers=raw)
+        except HttpResponseException as e:
+            return FakeResponse(e.code, e.response or b"", e.msg.encode())
+        return FakeResponse(200, json.dumps(answer).encode())
+
+    client = Mock(spec=SimpleHttpClient)
+    client.request.side_effect = request
+    # Not an Exception: delivery retries those for ever.
+    client.post_json_get_json.side_effect = lambda *_a, **_k: pytest.fail("post_json_get_json logs bodies")
+    return client
 
 
 def synapse_write(

@@ -113,7 +113,7 @@ def test_claims_pruned_while_recovery_is_pending_are_not_recovered_again() -> No
         synapse_write(db, ALICE, f"t{position}", '{"v":1}', position)
         record(db, [change(position, '{"v":1}', f"t{position}")], prune=False)
     db.run("", claims.prune_claims_txn, 2, False)
-    result = db.run("", recover_txn, 110, 5_000, lambda: "r").result
+    result = db.run("", recover_txn, 110, 5_000, lambda: "r", b"key").result
     assert isinstance(result, RecoveryResult)
     assert result.recovered == []
     assert [kind for (kind,) in db.conn.execute("SELECT kind FROM account_data_audit_outbox")] == [

@@ -21,6 +21,8 @@ def test_defaults() -> None:
     assert config.delivery_instance == "master"
     assert config.batch_size == 100
     assert config.batches_in_flight == 2
+    assert config.checkpoint_interval_seconds == 3600
+    assert parse(checkpoint_interval_seconds=2).checkpoint_interval_seconds == 2.0
     assert config.changes_url == "http://127.0.0.1:9993/_account_data_audit/v1/changes"
 
 
@@ -56,6 +58,16 @@ def test_config_is_frozen() -> None:
             "backoff_max_seconds",
         ),
         ({"poll_interval_seconds": 0}, "'poll_interval_seconds' must be between", "poll_interval_seconds"),
+        (
+            {"checkpoint_interval_seconds": 0.5},
+            "'checkpoint_interval_seconds' must be between 1 and 604800",
+            "checkpoint_interval_seconds",
+        ),
+        (
+            {"checkpoint_interval_seconds": "1h"},
+            "'checkpoint_interval_seconds' must be a number",
+            "checkpoint_interval_seconds",
+        ),
         ({"delivery_instance": ""}, "'delivery_instance' must be an instance name", "delivery_instance"),
         ({"batchsize": 10}, "Unknown keys: batchsize", "batchsize"),
     ],

@@ -28,10 +28,7 @@ def change(module: AccountDataAuditModule, n: int, room: str | None = None) -> "
 
 
 def posted_seqs(api: Mock) -> list[list[int]]:
-    return [
-        [c["seq"] for c in call.args[1]["changes"]]
-        for call in api.http_client.post_json_get_json.call_args_list
-    ]
+    return [[c["seq"] for c in call.args[1]["changes"]] for call in api.appservice.call_args_list]
 
 
 def _held_posts(api: Mock) -> list[defer.Deferred[Any]]:
@@ -43,7 +40,7 @@ def _held_posts(api: Mock) -> list[defer.Deferred[Any]]:
         pending.append(d)
         return d
 
-    api.http_client.post_json_get_json = Mock(side_effect=post)
+    api.appservice = Mock(side_effect=post)
     return pending
 
 
@@ -64,7 +61,7 @@ def test_other_instances_record_but_do_not_deliver() -> None:
     module = AccountDataAuditModule(CONFIG, api, Mock())
     api.looping_background_call.assert_not_called()
     assert change(module, 1).called
-    api.http_client.post_json_get_json.assert_not_called()
+    api.appservice.assert_not_called()
     assert len(db.rows()) == 1
 
 
@@ -73,11 +70,11 @@ def test_each_change_wakes_delivery_and_is_deleted_once_acknowledged() -> None:
     d = change(module, 1, room="!r:test.local")
     assert d.called
     assert posted_seqs(api) == [[1]]
-    url, body = api.http_client.post_json_get_json.call_args.args
+    url, body = api.appservice.call_args.args
     assert url == "http://as.test/_account_data_audit/v1/changes"
-    assert api.http_client.post_json_get_json.call_args.kwargs["headers"] == {
-        b"Authorization": [b"Bearer tok"]
-    }
+    headers = api.appservice.call_args.kwargs["headers"]
+    assert headers[b"Authorization"] == [b"Bearer tok"]
+    assert headers[b"Content-Type"] == [b"application/json"]
     assert body["changes"][0]["room_id"] == "!r:test.local"
     assert json.loads(body["changes"][0]["content"]) == {"n": 1}
     assert db.rows() == []
@@ -87,13 +84,13 @@ def test_each_change_wakes_delivery_and_is_deleted_once_acknowledged() -> None:
 def test_callback_never_awaits_the_network() -> None:
     db, api, module = build()
     never: defer.Deferred[Any] = defer.Deferred()
-    api.http_client.post_json_get_json = Mock(return_value=never)
+    api.appservice = Mock(return_value=never)
     first = change(module, 1)
     second = change(module, 2)
     # Delivery is stuck on the network, yet both callbacks have finished and both rows are stored.
     assert first.called and second.called
     assert len(db.rows()) == 2
-    assert api.http_client.post_json_get_json.call_count == 1
+    assert api.appservice.call_count == 1
 
 
 def test_changes_during_delivery_are_sent_next_in_order_and_in_batches() -> None:
@@ -111,7 +108,7 @@ def test_changes_during_delivery_are_sent_next_in_order_and_in_batches() -> None
 def test_failures_back_off_and_retry_the_same_batch() -> None:
     db, api, module = build()
     error = HttpResponseException(503, "Service Unavailable", b'{"errcode":"M_UNKNOWN"}')
-    api.http_client.post_json_get_json.side_effect = [ConnectionError("refused"), error, {}]
+    api.appservice.side_effect = [ConnectionError("refused"), error, {}]
     change(module, 1)
     assert posted_seqs(api) == [[1], [1], [1]]
     delays = [call.args[0] for call in api.sleep.call_args_list]
@@ -131,7 +128,7 @@ def test_partial_progress_is_deleted_and_the_rest_retried() -> None:
 
     api = make_api(db)
     body = json.dumps({"errcode": "M_UNKNOWN", "processed_through": first_seq}).encode()
-    api.http_client.post_json_get_json.side_effect = [HttpResponseException(503, "x", body), {}]
+    api.appservice.side_effect = [HttpResponseException(503, "x", body), {}]
     Deliverer(api, CONFIG, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2], [2]]
     assert db.rows() == []
@@ -160,7 +157,7 @@ def test_database_failure_never_reaches_the_user_and_the_change_is_written_once_
     backoff: defer.Deferred[None] = defer.Deferred()
     api.sleep = Mock(return_value=backoff)
     assert change(module, 1).called
-    api.http_client.post_json_get_json.assert_not_called()
+    api.appservice.assert_not_called()
     backoff.callback(None)  # the writer's retry
     assert posted_seqs(api) == [[1]]
 
@@ -173,7 +170,7 @@ def test_too_large_batches_are_split() -> None:
         change(recorder, n)
     api = make_api(db)
     too_large = HttpResponseException(413, "Too Large", b'{"errcode":"M_TOO_LARGE"}')
-    api.http_client.post_json_get_json.side_effect = [too_large, too_large, {}, {}]
+    api.appservice.side_effect = [too_large, too_large, {}, {}]
     Deliverer(api, config, AuditStore(api)).kick()
     assert posted_seqs(api) == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4]]
     assert db.rows() == []
@@ -184,9 +181,9 @@ def test_a_change_too_large_for_any_request_goes_without_its_content() -> None:
     db = _recorded(CONFIG, 2)
     api = make_api(db)
     too_large = HttpResponseException(413, "Too Large", b'{"errcode":"M_TOO_LARGE"}')
-    api.http_client.post_json_get_json.side_effect = [too_large, too_large, {}, {}]
+    api.appservice.side_effect = [too_large, too_large, {}, {}]
     Deliverer(api, CONFIG, AuditStore(api)).kick()
-    bodies = [call.args[1]["changes"] for call in api.http_client.post_json_get_json.call_args_list]
+    bodies = [call.args[1]["changes"] for call in api.appservice.call_args_list]
     # [1, 2] halves to [1]; [1] alone is still refused: it goes without content, then the rest as usual.
     assert [[c["seq"] for c in b] for b in bodies] == [[1, 2], [1], [1], [2]]
     assert bodies[2][0]["content"] is None
@@ -218,7 +215,7 @@ def test_the_next_batch_is_sent_before_the_first_is_answered_and_deleted_in_orde
     pending[2].callback({})
     assert db.rows() == []
     # Each request names the unanswered one before it, so the appservice can restore the order.
-    follows = [call.args[1].get("follows") for call in api.http_client.post_json_get_json.call_args_list]
+    follows = [call.args[1].get("follows") for call in api.appservice.call_args_list]
     assert follows == [None, 2, 4]
 
 
@@ -252,7 +249,7 @@ def test_a_failed_batch_waits_for_those_behind_it_then_is_retried_first() -> Non
     assert posted_seqs(api) == [[1, 2], [3, 4], [1, 2], [3, 4]]
     pending[3].callback({})
     assert db.rows() == []
-    follows = [call.args[1].get("follows") for call in api.http_client.post_json_get_json.call_args_list]
+    follows = [call.args[1].get("follows") for call in api.appservice.call_args_list]
     assert follows == [None, 2, None, None]  # a retry, and the window after it, start afresh
 
 
@@ -278,12 +275,12 @@ def test_a_later_batch_answered_ok_behind_a_failed_one_is_kept_and_resent_after_
 def test_the_appservices_posted_head_is_stored_with_the_acknowledgement_and_sent_back() -> None:
     db, api, module = build()
     head = {"seq": 1, "hash": "ab" * 32}
-    api.http_client.post_json_get_json.return_value = {"acknowledged_through": 1, "posted_head": head}
+    api.appservice.return_value = {"acknowledged_through": 1, "posted_head": head}
     change(module, 1)
-    first_body = api.http_client.post_json_get_json.call_args_list[0].args[1]
+    first_body = api.appservice.call_args_list[0].args[1]
     assert first_body["posted_head"] is None  # nothing acknowledged before
     change(module, 2)
-    second_body = api.http_client.post_json_get_json.call_args_list[1].args[1]
+    second_body = api.appservice.call_args_list[1].args[1]
     assert second_body["posted_head"] == head
     # ...and the last row it acknowledged, so the appservice can tell that the next one links to it.
     first_change = first_body["changes"][0]

@@ -50,7 +50,7 @@ def test_deactivation_is_recorded_as_a_record_of_its_own() -> None:
     assert defer.ensureDeferred(
         module.on_user_deactivation_status_changed("@gone:test.local", True, True)
     ).called
-    (body,) = [call.args[1] for call in api.http_client.post_json_get_json.call_args_list]
+    (body,) = [call.args[1] for call in api.appservice.call_args_list]
     (wire,) = body["changes"]
     assert {k: wire[k] for k in ("kind", "user_id", "deactivated", "by_admin")} == {
         "kind": "deactivation",
@@ -58,4 +58,4 @@ def test_deactivation_is_recorded_as_a_record_of_its_own() -> None:
         "deactivated": True,
         "by_admin": True,
     }
-    assert set(wire["chain"]) == {"prev", "hash"} and len(wire["keyed_digest"]) == 64
+    assert set(wire["chain"]) == {"prev", "hash", "version"} and len(wire["keyed_digest"]) == 64

@@ -1,6 +1,9 @@
+import hashlib
 from typing import Any
 
-from synapse_account_data_audit import outbox
+import pytest
+
+from synapse_account_data_audit import chain, digest, outbox
 from synapse_account_data_audit.store import create_tables_txn
 
 from .fakes import FakeDatabase
@@ -8,7 +11,7 @@ from .fakes import FakeDatabase
 
 def record(db: FakeDatabase, n: int, content: str = "{}") -> None:
     change = outbox.NewChange(f"id{n}", f"@u{n}:test.local", None, "m.test", content, 1000 + n)
-    db.run("", outbox.insert_many_txn, [change])
+    db.run("", outbox.insert_many_txn, b"key", [change])
 
 
 def fetch(db: FakeDatabase, limit: int, max_bytes: int = 1 << 20) -> list[outbox.OutboxRow]:
@@ -31,7 +34,9 @@ def test_rows_come_back_in_sequence_order_with_increasing_seq() -> None:
     rows = fetch(db, 10)
     assert [r.change_id for r in rows] == [f"id{n}" for n in range(5)]
     assert [r.seq for r in rows] == sorted(r.seq for r in rows)
-    assert rows[0].to_wire() == {
+    (first,) = outbox.with_salts(b"key", rows[:1])
+    salt = chain.salt_for(b"key", "id0")
+    assert first.to_wire() == {
         "id": "id0",
         "seq": rows[0].seq,
         "ts": 1000,
@@ -39,8 +44,15 @@ def test_rows_come_back_in_sequence_order_with_increasing_seq() -> None:
         "room_id": None,
         "type": "m.test",
         "content": "{}",
-        "chain": {"prev": "0" * 64, "hash": rows[0].hash},
+        "content_size": 2,
+        "commitment": "sha256:" + hashlib.sha256(f"{salt}{{}}".encode()).hexdigest(),
+        "salt": salt,
+        "keyed_digest": digest.keyed_digest_of_key(b"key", "@u0:test.local", None, "m.test", "{}"),
+        "chain": {"prev": "0" * 64, "hash": rows[0].hash, "version": 2},
     }
+    # Fetched without its salt (not stored), a content row refuses to go out rather than go out unbound.
+    with pytest.raises(ValueError, match="salt"):
+        rows[0].to_wire()
     # Each row links to the one before it, across transactions.
     assert [r.prev_hash for r in rows[1:]] == [r.hash for r in rows[:-1]]
 

@@ -86,7 +86,7 @@ def setup_db(fence: int = FENCE_1) -> FakeDatabase:
 
 def recover(db: FakeDatabase, fence: int) -> Any:
     ids = count(1)
-    return db.run("", recover_txn, fence, 5_000, lambda: f"r{next(ids)}").result
+    return db.run("", recover_txn, fence, 5_000, lambda: f"r{next(ids)}", b"key").result
 
 
 def outbox(db: FakeDatabase) -> list[tuple[str, str, str, str | None, int | None, str | None]]:

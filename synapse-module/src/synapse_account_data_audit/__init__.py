@@ -15,12 +15,13 @@ from typing import Any
 
 from synapse.module_api import JsonDict, ModuleApi
 
+from .checkpoints import Checkpointer, check_period_seconds
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
 from .outbox import KIND_DEACTIVATION, encode_content
 from .store import AuditStore
 from .synapse_state import account_data_stream_position, account_data_writers
-from .writer import OutboxWriter, register_shutdown_flush
+from .writer import OutboxWriter, new_change_id, register_shutdown_flush
 
 __all__ = ["AccountDataAuditModule", "AuditModuleConfig"]
 
@@ -53,6 +54,15 @@ class AccountDataAuditModule:
                 deliverer.kick,
                 config.poll_interval_seconds * 1000,
                 desc="account_data_audit_poll",
+                run_on_all_instances=True,
+            )
+            # On all instances as the poll: the delivery instance may be a worker without background tasks.
+            interval = config.checkpoint_interval_seconds
+            checkpointer = Checkpointer(api, self._outbox, interval, new_change_id, on_written=deliverer.kick)
+            api.looping_background_call(
+                checkpointer.check,
+                check_period_seconds(interval) * 1000,
+                desc="account_data_audit_checkpoint",
                 run_on_all_instances=True,
             )
             # Deliver what an earlier run left in the outbox without waiting for the first poll.

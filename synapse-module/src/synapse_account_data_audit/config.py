@@ -24,6 +24,7 @@ _KNOWN_KEYS = frozenset(
         "backoff_initial_seconds",
         "backoff_max_seconds",
         "poll_interval_seconds",
+        "checkpoint_interval_seconds",
     }
 )
 
@@ -48,6 +49,9 @@ class AuditModuleConfig:
     backoff_max_seconds: float = 60.0
     #: Safety net: how often the outbox is checked without a wake-up (e.g. after a restart).
     poll_interval_seconds: float = 5.0
+    #: A checkpoint record is written when no record was written for this long (see ``checkpoints``): the
+    #: newest record in the audit room is then never much older, which ``verify --max-age`` checks.
+    checkpoint_interval_seconds: float = 3600.0
 
     @property
     def changes_url(self) -> str:
@@ -132,4 +136,6 @@ def parse_config(config: Any) -> AuditModuleConfig:
         backoff_initial_seconds=backoff_initial,
         backoff_max_seconds=backoff_max,
         poll_interval_seconds=_number(config, "poll_interval_seconds", 5.0, 0.05, 3600),
+        # At least a second (tests use 2), at most a week: a longer silence tells an auditor nothing.
+        checkpoint_interval_seconds=_number(config, "checkpoint_interval_seconds", 3600.0, 1, 7 * 86400),
     )

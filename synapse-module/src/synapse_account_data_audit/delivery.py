@@ -26,7 +26,9 @@ from twisted.internet import defer
 from . import outbox
 from .config import AuditModuleConfig
 from .digests import DigestPolicy, whole_group_prefixes
+from .logsafe import describe_with_trace
 from .store import AuditStore
+from .transport import post_json
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +134,13 @@ class Deliverer:
                 if self._more:
                     continue
                 return
-        except Exception:
+        except Exception as e:
             # Only database trouble gets here (delivery errors are retried inside); the next kick or
-            # poll starts again.
-            logger.exception("Account-data audit delivery stopped; it resumes on the next change or poll")
+            # poll starts again. Not logger.exception: a database error's message can hold a row.
+            logger.error(
+                "Account-data audit delivery stopped; it resumes on the next change or poll: %s",
+                describe_with_trace(e),
+            )
         finally:
             self._running = False
 
@@ -190,9 +195,8 @@ class Deliverer:
             body["posted_head"] = self._head
             body["acked_head"] = self._acked
         try:
-            answer = await self._api.http_client.post_json_get_json(
-                self._config.changes_url, body, headers=self._headers
-            )
+            # Not http_client.post_json_get_json: it logs the body (see ``transport``).
+            answer = await post_json(self._api.http_client, self._config.changes_url, body, self._headers)
         except Exception as e:
             return e, _NO_HEAD
         if isinstance(answer, dict) and "digest" in answer:

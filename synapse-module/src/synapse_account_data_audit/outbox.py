@@ -7,9 +7,6 @@ cannot clash with Synapse's own tables.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from synapse.storage.database import LoggingTransaction
@@ -17,17 +14,36 @@ from synapse.storage.database import LoggingTransaction
 from . import chain
 from .dbutil import is_postgres, table_columns_txn
 from .meta import get_meta_txn, set_meta_txn
+from .records import (
+    KIND_CHANGE,
+    KIND_CHECKPOINT,
+    KIND_DEACTIVATION,
+    KIND_GAP,
+    KIND_RECOVERED,
+    NewChange,
+    OutboxRow,
+    encode_content,
+    link_hash,
+    seal,
+    with_salts,
+)
+
+__all__ = [
+    "KIND_CHANGE",
+    "KIND_CHECKPOINT",
+    "KIND_DEACTIVATION",
+    "KIND_GAP",
+    "KIND_RECOVERED",
+    "NewChange",
+    "OutboxRow",
+    "encode_content",
+    "with_salts",
+]
 
 TABLE = "account_data_audit_outbox"
-
-#: What an outbox row is: an account-data change the callback saw, one that crash recovery found in
-#: Synapse's tables, or a notice that earlier values of some keys were overwritten before they were recorded.
-KIND_CHANGE = "change"
-KIND_RECOVERED = "recovered"
-KIND_GAP = "gap"
-#: A user was deactivated or reactivated (Synapse deletes a deactivated user's account data without calling
-#: the account-data callback; ``content`` says which, and by whom).
-KIND_DEACTIVATION = "deactivation"
+#: The newest record's ``created_ts`` (the chain head's), kept with the head: how long the trail has been
+#: idle (see ``checkpoints``).
+HEAD_TS_NAME = "chain_head_ts"
 
 _CREATE_SQLITE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -44,7 +60,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     keyed_digest TEXT,
     prev_hash TEXT,
     hash TEXT,
-    digest_group BIGINT
+    digest_group BIGINT,
+    chain_version INTEGER
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
@@ -59,93 +76,9 @@ _ADDED_COLUMNS = {
     "prev_hash": "TEXT",
     "hash": "TEXT",
     "digest_group": "BIGINT",
+    # NULL: written before chain version 2, hashed (and delivered) as version 1.
+    "chain_version": "INTEGER",
 }
-
-
-@dataclass(frozen=True)
-class NewChange:
-    """A change as the callback recorded it (or recovery found it), before it has a sequence number."""
-
-    change_id: str
-    user_id: str
-    room_id: str | None
-    account_data_type: str
-    content: str
-    created_ts: int
-    kind: str = KIND_CHANGE
-    #: The change's position in Synapse's account-data stream, where it is known (see ``claims``).
-    stream_id: int | None = None
-    #: For a gap notice: its JSON (the keys concerned and how many values were lost).
-    details: str | None = None
-    #: HMAC-SHA256 of ``content`` (of ``details`` for a gap notice) under the host module's digest key (see
-    #: ``digest``), set when written.
-    keyed_digest: str | None = None
-    #: The hash chain (see ``chain``), set when written.
-    prev_hash: str | None = None
-    hash: str | None = None
-
-    @property
-    def digest_input(self) -> str:
-        """The text the keyed digest covers."""
-        return self.details or "{}" if self.kind == KIND_GAP else self.content
-
-
-@dataclass(frozen=True)
-class OutboxRow(NewChange):
-    """A change in the outbox, with its sequence number."""
-
-    seq: int = field(kw_only=True)
-    #: The first seq of the digest this row is delivered in, or 0 to go alone, once decided (see ``digests``);
-    #: never changes.
-    digest_group: int | None = field(default=None, kw_only=True)
-
-    def to_wire(self, without_content: bool = False) -> dict[str, Any]:
-        """The row as the delivery protocol carries it (``content`` stays JSON text). ``without_content``:
-        ``content`` is null and ``content_omitted`` says how large it was (the appservice could not take it in
-        any request, and posts the change quarantined)."""
-        wire: dict[str, Any] = {"id": self.change_id, "seq": self.seq, "ts": self.created_ts}
-        if self.kind == KIND_GAP:
-            wire.update(kind=KIND_GAP, gap=json.loads(self.details or "{}"))
-        elif self.kind == KIND_DEACTIVATION:
-            facts = json.loads(self.content)
-            wire.update(
-                kind=KIND_DEACTIVATION,
-                user_id=self.user_id,
-                deactivated=bool(facts.get("deactivated")),
-                by_admin=bool(facts.get("by_admin")),
-            )
-        else:
-            wire.update(
-                user_id=self.user_id,
-                room_id=self.room_id,
-                type=self.account_data_type,
-                content=None if without_content else self.content,
-            )
-            if without_content:
-                wire["content_omitted"] = {"size": len(self.content.encode("utf-8")), "reason": "too_large"}
-            if self.kind == KIND_RECOVERED:
-                wire["recovered"] = True
-        if self.keyed_digest is not None:
-            wire["keyed_digest"] = self.keyed_digest
-        if self.hash is not None:
-            wire["chain"] = {"prev": self.prev_hash, "hash": self.hash}
-        if self.digest_group:  # 0: decided to go alone
-            wire["digest_group"] = self.digest_group
-        return wire
-
-
-def _to_json_compatible(value: object) -> object:
-    # Synapse may hand us immutable mappings (e.g. from its caches); json only knows dict.
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (tuple, frozenset)):
-        return list(value)
-    raise TypeError(f"Cannot serialise {type(value).__name__} in account data")
-
-
-def encode_content(content: Mapping[str, Any]) -> str:
-    """JSON text of the content; floats keep Python's repr, so the appservice sees 1.0 as 1.0."""
-    return json.dumps(content, separators=(",", ":"), allow_nan=False, default=_to_json_compatible)
 
 
 def create_outbox_txn(txn: LoggingTransaction) -> None:
@@ -173,13 +106,15 @@ _COLUMNS = ", ".join(
         "keyed_digest",
         "prev_hash",
         "hash",
+        "chain_version",
     )
 )
-#: Rows per multi-row INSERT (13 parameters each: under any engine's parameter limit).
+_PARAMETERS_PER_ROW = 14
+#: Rows per multi-row INSERT (700 parameters: under any engine's limit, SQLite's oldest being 999).
 _ROWS_PER_STATEMENT = 50
 
 
-def _values(change: NewChange) -> tuple[object, ...]:
+def _values(change: OutboxRow) -> tuple[object, ...]:
     return (
         change.change_id,
         change.user_id,
@@ -193,6 +128,7 @@ def _values(change: NewChange) -> tuple[object, ...]:
         change.keyed_digest,
         change.prev_hash,
         change.hash,
+        change.chain_version,
     )
 
 
@@ -226,40 +162,37 @@ def _allocate_seqs_txn(txn: LoggingTransaction, count: int) -> int:
     return max(used, int(_one(txn) or 0)) + 1
 
 
-def insert_many_txn(txn: LoggingTransaction, changes: list[NewChange]) -> list[OutboxRow]:
-    """Inserts ``changes`` in list order (their sequence numbers increase in that order) and extends the hash
-    chain over them. ``changes`` must carry their keyed digests. Returns the rows as written."""
+def lock_txn(txn: LoggingTransaction) -> None:
+    """Serialises inserters until commit, on PostgreSQL (SQLite has one writer anyway).
+
+    Concurrent inserts would otherwise commit out of sequence order (the delivery loop could see seq N+1
+    before N is committed) and fork the chain. This lock (taken only by inserters) makes commit order equal
+    sequence order: what is visible is always a gap-free prefix."""
+    if is_postgres(txn):
+        txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+
+
+def insert_many_txn(txn: LoggingTransaction, key: bytes, changes: list[NewChange]) -> list[OutboxRow]:
+    """Inserts ``changes`` in list order (their sequence numbers increase in that order), each with its
+    keyed digest and salt under the digest ``key``, and extends the hash chain over them (chain version 2).
+    Returns the rows as written."""
     if not changes:
         return []
-    if is_postgres(txn):
-        # Concurrent inserts would otherwise commit out of sequence order (the delivery loop could see seq N+1
-        # before N is committed) and fork the chain. This lock (held until commit, taken only by inserters)
-        # makes commit order equal sequence order: what is visible is always a gap-free prefix.
-        txn.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+    lock_txn(txn)
     first = _allocate_seqs_txn(txn, len(changes))
     prev = get_meta_txn(txn, chain.HEAD_NAME) or chain.GENESIS
     rows: list[OutboxRow] = []
     for i, change in enumerate(changes):
-        seq = first + i
-        digest = chain.record_hash(
-            chain.Link(
-                seq=seq,
-                change_id=change.change_id,
-                ts=change.created_ts,
-                kind=change.kind,
-                user_id=change.user_id,
-                room_id=change.room_id,
-                account_data_type=change.account_data_type,
-                keyed_digest=change.keyed_digest,
-                prev_hash=prev,
-            )
-        )
-        rows.append(OutboxRow(**{**change.__dict__, "prev_hash": prev, "hash": digest}, seq=seq))
+        sealed = seal(key, change)
+        digest = link_hash(sealed, first + i, prev)
+        fields = {**sealed.__dict__, "prev_hash": prev, "hash": digest}
+        rows.append(OutboxRow(**fields, seq=first + i, chain_version=chain.CURRENT_VERSION))
         prev = digest
     set_meta_txn(txn, chain.HEAD_NAME, prev)
+    set_meta_txn(txn, HEAD_TS_NAME, str(rows[-1].created_ts))
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        placeholders = ", ".join(f"({_placeholders(13)})" for _ in chunk)
+        placeholders = ", ".join(f"({_placeholders(_PARAMETERS_PER_ROW)})" for _ in chunk)
         args = [value for row in chunk for value in (row.seq, *_values(row))]
         txn.execute(f"INSERT INTO {TABLE} (seq, {_COLUMNS}) VALUES {placeholders}", args)
     return rows
@@ -269,7 +202,8 @@ def fetch_batch_txn(
     txn: LoggingTransaction, limit: int, max_bytes: int, after_seq: int = 0
 ) -> list[OutboxRow]:
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
-    ``max_bytes`` of content (always at least one row, however large)."""
+    ``max_bytes`` of content (always at least one row, however large). Without their salts (see
+    ``AuditStore.fetch_batch``)."""
     txn.execute(
         f"SELECT seq, {_COLUMNS}, digest_group FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
         (after_seq, limit),
@@ -290,6 +224,7 @@ def fetch_batch_txn(
         digest,
         prev_hash,
         row_hash,
+        version,
         digest_group,
     ) in txn:
         total += len(content) + len(details or "")
@@ -311,6 +246,7 @@ def fetch_batch_txn(
                 hash=row_hash,
                 seq=int(seq),
                 digest_group=int(digest_group) if digest_group is not None else None,
+                chain_version=int(version) if version is not None else 1,
             )
         )
     return rows

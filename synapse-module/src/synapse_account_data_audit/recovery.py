@@ -229,10 +229,10 @@ def recover_txn(
     fence: int,
     now_ms: int,
     new_id: Callable[[], str],
-    finish: Callable[[list[NewChange]], list[NewChange]] = lambda rows: rows,
+    key: bytes,
 ) -> RecoveryResult:
-    """Runs recovery up to ``fence`` (see the module docstring); one transaction. ``finish`` completes the
-    new outbox rows (the store adds their keyed digests)."""
+    """Runs recovery up to ``fence`` (see the module docstring); one transaction. ``key``: the digest key
+    the new outbox rows are sealed with (see ``outbox.insert_many_txn``)."""
     after = get_state_txn(txn, STATE_RECOVERED_THROUGH)
     marker = get_meta_txn(txn, CLEAN_SHUTDOWN)
     if marker is not None:
@@ -283,7 +283,7 @@ def recover_txn(
                 stream_id=row.stream_id,
             )
         )
-    insert_many_txn(txn, finish(new_rows))
+    insert_many_txn(txn, key, new_rows)
     insert_claims_txn(txn, [(row.stream_id, row.key) for row in recovered])
     set_state_txn(txn, STATE_RECOVERED_THROUGH, fence)
     # Claims at or below the fence are never looked at again.

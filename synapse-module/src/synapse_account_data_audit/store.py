@@ -11,6 +11,7 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
 from . import claims, digest, meta, outbox, recovery
+from .checkpoints import checkpoint_if_idle_txn
 from .dbutil import is_postgres
 from .digests import DigestPolicy, fetch_for_delivery_txn
 from .recovery import RecoveryResult, recover_txn
@@ -32,10 +33,6 @@ def create_tables_txn(txn: LoggingTransaction) -> None:
     meta.create_tables_txn(txn)
 
 
-def with_digests(key: bytes, changes: list[outbox.NewChange]) -> list[outbox.NewChange]:
-    return [replace(change, keyed_digest=digest.keyed_digest(key, change.digest_input)) for change in changes]
-
-
 #: The ID of the last change each instance wrote (``last_write:<instance>``), committed with it.
 LAST_WRITE_PREFIX = "last_write:"
 
@@ -49,7 +46,7 @@ def record_txn(
     instance: str = "master",
     marker: tuple[bool, int | None] = (False, None),
 ) -> None:
-    """Inserts ``changes`` into the outbox with their keyed digests and the positions they claim, and the
+    """Inserts ``changes`` into the outbox (sealed with ``key``) and the positions they claim, and the
     claims, in one transaction (so a claim exists exactly when its change is in the outbox).
 
     Idempotent for the writer's retries: a write can commit and still fail for the writer (the connection
@@ -74,9 +71,10 @@ def record_txn(
         return
     meta.set_meta_txn(txn, name, changes[-1].change_id)
     positions = claims.claim_positions_txn(txn, changes)
-    pairs = list(zip(with_digests(key, changes), positions, strict=True))
+    pairs = list(zip(changes, positions, strict=True))
     outbox.insert_many_txn(
         txn,
+        key,
         [change if position is None else replace(change, stream_id=position) for change, position in pairs],
     )
     claims.insert_claims_txn(
@@ -152,7 +150,7 @@ class AuditStore:
             fence,
             self._api.get_current_time_msec(),
             new_id,
-            lambda rows: with_digests(self._key, rows),
+            self._key,
         )
         self.marker_may_be_set = False  # recovery deletes it
         return result
@@ -167,9 +165,10 @@ class AuditStore:
         self, limit: int, max_bytes: int, after_seq: int = 0, digest: DigestPolicy | None = None
     ) -> list[outbox.OutboxRow]:
         await self.ensure_tables()
-        return await self._api.run_db_interaction(
+        rows: list[outbox.OutboxRow] = await self._api.run_db_interaction(
             "account_data_audit_fetch", fetch_for_delivery_txn, limit, max_bytes, after_seq, digest
         )
+        return outbox.with_salts(self._key, rows)
 
     async def delete_range(
         self, first_seq: int, last_seq: int, posted_head: Any = None, acked_head: Any = None
@@ -192,6 +191,19 @@ class AuditStore:
         """The appservice's posted head and the last acknowledged row ({"seq", "hash"} mappings, or None)."""
         await self.ensure_tables()
         return await self._api.run_db_interaction("account_data_audit_heads", heads_txn)
+
+    async def checkpoint_if_idle(self, interval_ms: int, change_id: str) -> outbox.OutboxRow | None:
+        """Writes a checkpoint if no record was written for ``interval_ms`` (see ``checkpoints``)."""
+        await self.ensure_tables()
+        row: outbox.OutboxRow | None = await self._api.run_db_interaction(
+            "account_data_audit_checkpoint",
+            checkpoint_if_idle_txn,
+            self._key,
+            self._api.get_current_time_msec(),
+            interval_ms,
+            change_id,
+        )
+        return row
 
     async def stats(self) -> tuple[int, int | None]:
         return await self._api.run_db_interaction("account_data_audit_stats", outbox.stats_txn)

@@ -32,6 +32,7 @@ from synapse.module_api import ModuleApi, make_deferred_yieldable
 from twisted.internet import defer
 
 from .delivery import backoff_delay
+from .logsafe import describe
 from .outbox import KIND_CHANGE, NewChange
 from .recovery import RecoveryResult
 from .store import AuditStore
@@ -208,7 +209,9 @@ class OutboxWriter:
             except Exception as e:
                 RECOVERY_FAILURES.inc()
                 delay = backoff_delay(attempt, 0.1, 10.0, self._rand)
-                logger.error("Account-data audit crash recovery failed (retry in %.1f s): %s", delay, e)
+                logger.error(
+                    "Account-data audit crash recovery failed (retry in %.1f s): %s", delay, describe(e)
+                )
                 await self._api.sleep(delay)
                 continue
             self._store.recovery_done = True
@@ -294,7 +297,7 @@ class OutboxWriter:
                         "Could not write %d account-data changes into the audit outbox (retry in %.1f s): %s",
                         len(self._pending),
                         delay,
-                        e,
+                        describe(e),  # not the error's whole text: it can hold a row's content
                     )
                     await self._api.sleep(delay)
                     continue
