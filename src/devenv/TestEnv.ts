@@ -53,6 +53,7 @@ export interface TestEnvOptions {
 export interface VerifyRun {
     code: number | null;
     report: Record<string, unknown> | null;
+    stdout: string;
     stderr: string;
 }
 
@@ -205,7 +206,12 @@ export async function outboxDepth(env: TestEnv): Promise<number> {
 }
 
 async function runVerify(configPath: string, registrationPath: string, args: string[]): Promise<VerifyRun> {
-    const argv = [MAIN_JS, "verify", "-c", configPath, "-f", registrationPath, "--json", ...args];
+    return runVerifyCommand(["-c", configPath, "-f", registrationPath, "--json", ...args]);
+}
+
+/** Runs `matrix-account-data-audit verify ARGS` to its end (add --json for a parsed report). */
+export async function runVerifyCommand(args: string[]): Promise<VerifyRun> {
+    const argv = [MAIN_JS, "verify", ...args];
     return new Promise((resolve, reject) => {
         execFile(process.execPath, argv, { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
             const code = err ? ((err as { code?: number }).code ?? null) : 0;
@@ -213,7 +219,8 @@ async function runVerify(configPath: string, registrationPath: string, args: str
                 reject(err);
                 return;
             }
-            resolve({ code, report: stdout ? (JSON.parse(stdout) as Record<string, unknown>) : null, stderr });
+            const report = stdout.startsWith("{") ? (JSON.parse(stdout) as Record<string, unknown>) : null;
+            resolve({ code, report, stdout, stderr });
         });
     });
 }

@@ -105,8 +105,8 @@ export class TrailVerifier {
     private readonly pending = new SeqHeap();
     private readonly senderEvents = new Set<number>();
     private readonly firstCopies = new Map<number, string>();
-    /** The IDs of the last events read, by position, to name where an incremental run stopped. */
-    private readonly recentEvents: string[] = [];
+    /** The IDs of the last events read (a ring by position), to name where an incremental run stopped. */
+    private readonly recentEvents: string[] = new Array<string>(REORDER_WINDOW);
     private eventsRead = 0;
     private resumeAfter: string | null = null;
     private settled: { point: { seq: number; hash: string }; checkedAfter: string[] } | null = null;
@@ -144,9 +144,7 @@ export class TrailVerifier {
     /** Takes the room's next event. */
     public add(event: RoomEvent): void {
         if (this.skip.has(event.event_id)) return;
-        this.eventsRead++;
-        this.recentEvents.push(event.event_id);
-        if (this.recentEvents.length > REORDER_WINDOW) this.recentEvents.shift();
+        this.recentEvents[this.eventsRead++ % REORDER_WINDOW] = event.event_id;
         if (event.type === "m.room.redaction" || event.type !== "m.room.message") return;
         const fromSender = event.sender === this.sender;
         if (fromSender) this.senderEvents.add(idKey(event.event_id));
@@ -215,7 +213,8 @@ export class TrailVerifier {
             );
             return;
         }
-        this.pending.push(record);
+        // The walk needs only the links: drop the record's fields (content and all) while it waits.
+        this.pending.push({ ...record, fields: {} });
         if (this.pending.size > REORDER_WINDOW) this.walk(this.pending.pop() as ChainedRecord);
     }
 
@@ -270,13 +269,19 @@ export class TrailVerifier {
         }
     }
 
+    /** The ID of the event read at `position` (1-based), if it is among the last ones kept; else null. */
+    private eventRead(position: number): string | null {
+        if (position < 1 || position > this.eventsRead || this.eventsRead - position >= REORDER_WINDOW) return null;
+        return this.recentEvents[(position - 1) % REORDER_WINDOW] ?? null;
+    }
+
     private problem(kind: Problem["kind"], seq: number | null, eventId: string, detail: string): void {
         this.problems.push({ kind, seq, eventId, detail });
     }
 
     /** The report, after the room's last event. */
     public finish(): Report {
-        this.resumeAfter = this.recentEvents.at(-1) ?? null;
+        this.resumeAfter = this.eventRead(this.eventsRead);
         const settle = this.options.settleMs;
         if (settle !== undefined && this.newest !== null) {
             // Walk what has settled; the rest is read again next time, from the event before the first of it.
@@ -291,9 +296,8 @@ export class TrailVerifier {
             if (top !== undefined) this.pending.push(top);
             if (top !== undefined && this.before !== null) {
                 const firstOrder = this.pending.minOrder() ?? this.eventsRead;
-                // The event just before the first unsettled record's (recentEvents ends at position eventsRead).
-                const index = this.recentEvents.length - 1 - (this.eventsRead - firstOrder) - 1;
-                this.resumeAfter = index >= 0 ? (this.recentEvents[index] as string) : null;
+                // The event just before the first unsettled record's.
+                this.resumeAfter = this.eventRead(firstOrder - 1);
                 const checkedAfter = walkedOrders.filter((w) => w.order > firstOrder).map((w) => w.eventId);
                 this.settled = { point: this.before, checkedAfter };
             }
