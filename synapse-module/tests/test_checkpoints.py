@@ -50,7 +50,10 @@ def test_the_check_period_is_half_the_interval_at_most_a_minute() -> None:
 
 def test_only_the_delivery_instance_checks() -> None:
     _db, api, _module = build(worker="worker1")
-    api.looping_background_call.assert_not_called()
+    # Only the outbox's health is read on every instance (see health_stats).
+    assert [c.kwargs["desc"] for c in api.looping_background_call.call_args_list] == [
+        "account_data_audit_health"
+    ]
 
 
 def test_an_idle_trail_gets_a_chained_checkpoint_each_interval() -> None:

@@ -18,9 +18,13 @@ from synapse.module_api import JsonDict, ModuleApi
 from .checkpoints import Checkpointer, check_period_seconds
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
+from .health_stats import HEALTH, READ_PERIOD_SECONDS, StatsReader
+from .instances import check_delivery_instance
 from .outbox import KIND_DEACTIVATION, encode_content
 from .store import AuditStore
 from .synapse_state import account_data_stream_position, account_data_writers
+from .wake import POLL_PERIOD_SECONDS, WakePoller, request_wake_txn
+from .web import HEALTH_PATH, WAKE_PATH, HealthResource, WakeResource
 from .writer import OutboxWriter, new_change_id, register_shutdown_flush
 
 __all__ = ["AccountDataAuditModule", "AuditModuleConfig"]
@@ -33,6 +37,10 @@ class AccountDataAuditModule:
     store_class: type[AuditStore] = AuditStore
 
     def __init__(self, config: AuditModuleConfig, api: ModuleApi, reactor: Any = None) -> None:
+        # A delivery_instance no instance has would stop the trail silently: refuse to start, naming it.
+        check_delivery_instance(api, config.delivery_instance)
+        self._api = api
+        self._config = config
         self._outbox = self.store_class(api)
         self._deliverer: Deliverer | None = None
         # Read now: modules are loaded just before Synapse starts listening, so no change of this run has a
@@ -67,6 +75,29 @@ class AccountDataAuditModule:
             )
             # Deliver what an earlier run left in the outbox without waiting for the first poll.
             api.delayed_background_call(0, deliverer.kick, desc="account_data_audit_start")
+            # A wake request that another instance took (see ``wake``) ends a backoff within a second.
+            poller = WakePoller(api, self._outbox, lambda: deliverer.backing_off, deliverer.wake)
+            api.looping_background_call(
+                poller.check,
+                POLL_PERIOD_SECONDS * 1000,
+                desc="account_data_audit_wake_poll",
+                run_on_all_instances=True,
+            )
+        # Every instance: the outbox's health from the database (metrics, a warning when delivery stopped) and
+        # the endpoints, so a stop is seen whichever instance is asked.
+        stats = StatsReader(api, self._outbox, config.delivery_instance, config.stall_warning_seconds)
+        api.looping_background_call(
+            stats.read,
+            READ_PERIOD_SECONDS * 1000,
+            desc="account_data_audit_health",
+            run_on_all_instances=True,
+        )
+        info = {
+            "checkpoint_interval_seconds": config.checkpoint_interval_seconds,
+            "delivery_instance": config.delivery_instance,
+        }
+        api.register_web_resource(WAKE_PATH, WakeResource(config.token, self._wake, info))
+        api.register_web_resource(HEALTH_PATH, HealthResource(config.token, self._health))
         api.register_account_data_callbacks(on_account_data_updated=self.on_account_data_updated)
         # Synapse deletes a deactivated user's account data without calling the account-data callback: record
         # deactivation (and reactivation) as records of their own.
@@ -103,6 +134,18 @@ class AccountDataAuditModule:
         """Runs on the instance that handled the (de)activation; queued like an account-data change."""
         facts = json.dumps({"deactivated": deactivated, "by_admin": by_admin}, separators=(",", ":"))
         await self._writer.record(user_id, None, "", facts, kind=KIND_DEACTIVATION)
+
+    async def _wake(self) -> None:
+        """The appservice is back: stored for the delivering instance to see; acted on here if it is us."""
+        await self._outbox.ensure_tables()
+        await self._api.run_db_interaction("account_data_audit_wake", request_wake_txn)
+        if self._deliverer is not None:
+            self._deliverer.wake()
+        logger.info("Account-data audit: the appservice asked to resume delivery")
+
+    def _health(self) -> dict[str, Any]:
+        instance = self._api.worker_name or "master"
+        return HEALTH.to_json(self._config.delivery_instance, self._config.stall_warning_seconds, instance)
 
     def _kick_delivery(self) -> None:
         if self._deliverer is not None:

@@ -25,6 +25,7 @@ _KNOWN_KEYS = frozenset(
         "backoff_max_seconds",
         "poll_interval_seconds",
         "checkpoint_interval_seconds",
+        "stall_warning_seconds",
     }
 )
 
@@ -52,6 +53,9 @@ class AuditModuleConfig:
     #: A checkpoint record is written when no record was written for this long (see ``checkpoints``): the
     #: newest record in the audit room is then never much older, which ``verify --max-age`` checks.
     checkpoint_interval_seconds: float = 3600.0
+    #: Every instance warns (rate-limited) when changes have waited this long and nothing was delivered for
+    #: as long: a stopped delivery is then in every instance's log, not only the delivering one's.
+    stall_warning_seconds: float = 300.0
 
     @property
     def changes_url(self) -> str:
@@ -138,4 +142,5 @@ def parse_config(config: Any) -> AuditModuleConfig:
         poll_interval_seconds=_number(config, "poll_interval_seconds", 5.0, 0.05, 3600),
         # At least a second (tests use 2), at most a week: a longer silence tells an auditor nothing.
         checkpoint_interval_seconds=_number(config, "checkpoint_interval_seconds", 3600.0, 1, 7 * 86400),
+        stall_warning_seconds=_number(config, "stall_warning_seconds", 300.0, 1, 7 * 86400),
     )

@@ -18,25 +18,23 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from synapse.api.errors import HttpResponseException
 from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
 from twisted.internet import defer
 
-from . import outbox
+from . import health_stats, outbox
 from .config import AuditModuleConfig
 from .digests import DigestPolicy, whole_group_prefixes
 from .logsafe import describe_with_trace
 from .store import AuditStore
 from .transport import post_json
+from .wake import WakeSignal
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_DEPTH = Gauge("synapse_account_data_audit_outbox_depth", "Account-data changes waiting in the outbox.")
-OLDEST_AGE = Gauge(
-    "synapse_account_data_audit_oldest_undelivered_age_seconds",
-    "Age of the oldest change still in the outbox (0 when empty).",
-)
+# Every instance sets the outbox gauges from the database (``health_stats``); delivery refreshes them too.
+OUTBOX_DEPTH, OLDEST_AGE = health_stats.OUTBOX_DEPTH, health_stats.OLDEST_AGE
 DELIVERED = Counter("synapse_account_data_audit_delivered_total", "Changes acknowledged by the appservice.")
 FAILURES = Counter(
     "synapse_account_data_audit_delivery_failures_total", "Failed delivery attempts to the appservice."
@@ -59,6 +57,14 @@ def _error_body(error: HttpResponseException) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+#: What the appservice answers a wrong or missing token with (see README, "Delivery protocol").
+_TOKEN_ERRORS = ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN")
+
+
+def is_token_mismatch(error: HttpResponseException) -> bool:
+    return error.code in (401, 403) and _error_body(error).get("errcode") in _TOKEN_ERRORS
 
 
 def _processed_through(error: HttpResponseException) -> int | None:
@@ -106,6 +112,17 @@ class Deliverer:
         #: Digest mode as the appservice last asked for it (see ``digests``); off until it says.
         self._digest: DigestPolicy | None = None
         self._digest_heard = False
+        #: The backoff's sleep, cut short by ``wake`` (the appservice is back: see ``wake``).
+        self._backoff = WakeSignal(lambda seconds: self._api.sleep(seconds))
+
+    @property
+    def backing_off(self) -> bool:
+        return self._backoff.sleeping
+
+    def wake(self) -> None:
+        """The appservice is back: ends a backoff at once (or starts a drain pass if none is running)."""
+        if not self._backoff.wake():
+            self.kick()
 
     def kick(self) -> None:
         """Makes sure a drain pass runs soon; cheap, and never waits for it."""
@@ -189,6 +206,8 @@ class Deliverer:
         """One request: (None, the posted head it reported) or (the error, _NO_HEAD), never raising, so an
         unawaited failure is never left dangling."""
         body: dict[str, Any] = {"changes": [row.to_wire(without_content) for row in rows]}
+        # The appservice judges a silence by it: a batch (a checkpoint at least) is due within the interval.
+        body["checkpoint_interval_seconds"] = self._config.checkpoint_interval_seconds
         if follows is not None:
             body["follows"] = follows
         if self._head is not _NO_HEAD:
@@ -213,7 +232,20 @@ class Deliverer:
         attempt = 0
         without_content = False
         while rows:
-            if isinstance(error, HttpResponseException):
+            if isinstance(error, HttpResponseException) and is_token_mismatch(error):
+                logger.error(
+                    "Appservice refused %d account-data changes (seq %d-%d): %s %s: token mismatch: this host"
+                    " module's token (its `token` config, or the hs_token of its `registration_file`) is not"
+                    " the appservice's ingest.token (or, without one, its registration's hs_token); make them"
+                    " equal",
+                    len(rows),
+                    rows[0].seq,
+                    rows[-1].seq,
+                    error.code,
+                    _error_body(error).get("errcode"),
+                )
+                too_large = False
+            elif isinstance(error, HttpResponseException):
                 done = _processed_through(error)
                 logger.warning(
                     "Appservice refused %d account-data changes (seq %d-%d): %s %s",
@@ -265,7 +297,8 @@ class Deliverer:
                 )
                 attempt += 1
                 await self.refresh_stats()
-                await self._api.sleep(delay)
+                if await self._backoff.sleep(delay):
+                    attempt = 0  # woken: the appservice is back, so the next failure starts the backoff over
             if not rows:
                 return
             next_error, head = await self._post(rows, without_content=without_content)
@@ -283,6 +316,7 @@ class Deliverer:
             posted = self._head if head is _NO_HEAD else head
             await self._outbox.delete_range(delivered[0].seq, last.seq, posted, acked)
             self._head, self._acked = posted, acked
+            health_stats.HEALTH.last_delivery_ts = int(self._api.get_current_time_msec())
             DELIVERED.inc(len(delivered))
 
     async def refresh_stats(self, force: bool = False) -> None:
@@ -292,8 +326,7 @@ class Deliverer:
             return
         self._last_stats = now
         depth, oldest_ts = await self._outbox.stats()
-        OUTBOX_DEPTH.set(depth)
-        OLDEST_AGE.set(max(0.0, time.time() - oldest_ts / 1000) if oldest_ts is not None else 0)
+        health_stats.observe(depth, oldest_ts, int(self._api.get_current_time_msec()))
 
 
 def _half_length(rows: list[outbox.OutboxRow]) -> int:

@@ -14,6 +14,7 @@ from . import claims, digest, meta, outbox, recovery
 from .checkpoints import checkpoint_if_idle_txn
 from .dbutil import is_postgres
 from .digests import DigestPolicy, fetch_for_delivery_txn
+from .health_stats import LAST_DELIVERY_NAME
 from .recovery import RecoveryResult, recover_txn
 
 #: Claims kept before old ones are dropped (see ``claims.prune_claims_txn``); checked every so many writes.
@@ -93,9 +94,17 @@ DIGEST_NAME = "digest_settings"
 
 
 def delete_delivered_txn(
-    txn: LoggingTransaction, first_seq: int, last_seq: int, posted_head: Any, acked_head: Any
+    txn: LoggingTransaction,
+    first_seq: int,
+    last_seq: int,
+    posted_head: Any,
+    acked_head: Any,
+    now_ms: int | None = None,
 ) -> None:
     outbox.delete_range_txn(txn, first_seq, last_seq)
+    if now_ms is not None:
+        # Every instance reads it (``health_stats``): when delivery last worked, wherever it runs.
+        meta.set_meta_txn(txn, LAST_DELIVERY_NAME, str(now_ms))
     for name, value in ((POSTED_HEAD_NAME, posted_head), (ACKED_HEAD_NAME, acked_head)):
         meta.set_meta_txn(txn, name, json.dumps(value, separators=(",", ":")))
 
@@ -174,7 +183,13 @@ class AuditStore:
         self, first_seq: int, last_seq: int, posted_head: Any = None, acked_head: Any = None
     ) -> None:
         await self._api.run_db_interaction(
-            "account_data_audit_delete", delete_delivered_txn, first_seq, last_seq, posted_head, acked_head
+            "account_data_audit_delete",
+            delete_delivered_txn,
+            first_seq,
+            last_seq,
+            posted_head,
+            acked_head,
+            int(self._api.get_current_time_msec()),
         )
 
     async def digest_settings(self) -> Any:
