@@ -31,6 +31,15 @@ CREATE TABLE room_tags_revisions (
     user_id TEXT NOT NULL, room_id TEXT NOT NULL, stream_id BIGINT NOT NULL, instance_name TEXT,
     UNIQUE (user_id, room_id)
 );
+CREATE TABLE room_tags (
+    user_id TEXT NOT NULL, room_id TEXT NOT NULL, tag TEXT NOT NULL, content TEXT NOT NULL,
+    UNIQUE (user_id, room_id, tag)
+);
+CREATE TABLE push_rules_stream (
+    stream_id BIGINT NOT NULL, event_stream_ordering BIGINT NOT NULL, user_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL, op TEXT NOT NULL, priority_class SMALLINT, priority INTEGER, conditions TEXT,
+    actions TEXT, instance_name TEXT
+);
 """
 
 

@@ -51,7 +51,8 @@ def test_registers_callback_poll_and_startup_kick_on_the_delivery_instance() -> 
     )
     assert api.looping_background_call.call_args.kwargs["run_on_all_instances"] is True
     assert [c.kwargs["desc"] for c in api.delayed_background_call.call_args_list] == [
-        "account_data_audit_start"
+        "account_data_audit_poll_tables_start",  # room tags and push rules (see poller)
+        "account_data_audit_start",
     ]
 
 

@@ -21,6 +21,7 @@ from .delivery import Deliverer
 from .health_stats import HEALTH, READ_PERIOD_SECONDS, StatsReader
 from .instances import check_delivery_instance
 from .outbox import KIND_DEACTIVATION, encode_content
+from .poller import Poller, sources_for
 from .store import AuditStore
 from .synapse_state import account_data_stream_position, account_data_writers
 from .wake import POLL_PERIOD_SECONDS, WakePoller, request_wake_txn
@@ -55,6 +56,17 @@ class AccountDataAuditModule:
         )
         register_shutdown_flush(api, self._writer, reactor)
         self._writer.start()
+        # Room tags and push rules never reach the callback: polled from Synapse's tables where written.
+        sources = sources_for(api)
+        if sources:
+            table_poller = Poller(api, self._outbox, sources, self._kick_delivery, new_change_id)
+            api.looping_background_call(
+                table_poller.poll,
+                config.poll_tags_push_rules_seconds * 1000,
+                desc="account_data_audit_poll_tables",
+                run_on_all_instances=True,  # the stream writer may be a worker without background tasks
+            )
+            api.delayed_background_call(0, table_poller.poll, desc="account_data_audit_poll_tables_start")
         if (api.worker_name or "master") == config.delivery_instance:
             deliverer = Deliverer(api, config, self._outbox)
             self._deliverer = deliverer

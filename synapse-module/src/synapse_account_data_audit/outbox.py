@@ -20,6 +20,7 @@ from .records import (
     KIND_DEACTIVATION,
     KIND_GAP,
     KIND_RECOVERED,
+    SOURCE_CALLBACK,
     NewChange,
     OutboxRow,
     encode_content,
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     prev_hash TEXT,
     hash TEXT,
     digest_group BIGINT,
-    chain_version INTEGER
+    chain_version INTEGER,
+    source TEXT
 )
 """
 # BIGSERIAL never hands out a number twice, like SQLite's AUTOINCREMENT: sequence numbers only grow.
@@ -78,6 +80,8 @@ _ADDED_COLUMNS = {
     "digest_group": "BIGINT",
     # NULL: written before chain version 2, hashed (and delivered) as version 1.
     "chain_version": "INTEGER",
+    # NULL: the account-data callback (see ``records.NewChange.source``).
+    "source": "TEXT",
 }
 
 
@@ -107,10 +111,11 @@ _COLUMNS = ", ".join(
         "prev_hash",
         "hash",
         "chain_version",
+        "source",
     )
 )
-_PARAMETERS_PER_ROW = 14
-#: Rows per multi-row INSERT (700 parameters: under any engine's limit, SQLite's oldest being 999).
+_PARAMETERS_PER_ROW = 15
+#: Rows per multi-row INSERT (750 parameters: under any engine's limit, SQLite's oldest being 999).
 _ROWS_PER_STATEMENT = 50
 
 
@@ -129,6 +134,7 @@ def _values(change: OutboxRow) -> tuple[object, ...]:
         change.prev_hash,
         change.hash,
         change.chain_version,
+        None if change.source == SOURCE_CALLBACK else change.source,
     )
 
 
@@ -225,6 +231,7 @@ def fetch_batch_txn(
         prev_hash,
         row_hash,
         version,
+        source,
         digest_group,
     ) in txn:
         total += len(content) + len(details or "")
@@ -247,6 +254,7 @@ def fetch_batch_txn(
                 seq=int(seq),
                 digest_group=int(digest_group) if digest_group is not None else None,
                 chain_version=int(version) if version is not None else 1,
+                source=str(source) if source is not None else SOURCE_CALLBACK,
             )
         )
     return rows

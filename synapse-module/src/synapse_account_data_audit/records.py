@@ -26,6 +26,11 @@ KIND_CHECKPOINT = "checkpoint"
 #: Kinds whose ``content`` is account data (size, salted commitment and salt on the wire, chain version 2).
 CONTENT_KINDS = frozenset({KIND_CHANGE, KIND_RECOVERED})
 
+#: Where a change was found (``NewChange.source``; on the wire only when not the callback).
+SOURCE_CALLBACK = "callback"
+SOURCE_TAGS = "tags"
+SOURCE_PUSH_RULES = "push_rules"
+
 
 @dataclass(frozen=True)
 class NewChange:
@@ -50,6 +55,10 @@ class NewChange:
     #: A content record's salt (chain version 2), set when written and when fetched for delivery. Never
     #: stored: it is derived from the digest key (``chain.salt_for``).
     salt: str | None = None
+    #: Where the change was found: the account-data callback, or Synapse's tables polled for what the
+    #: callback never sees (``SOURCE_TAGS``, ``SOURCE_PUSH_RULES``; see ``poller``). Not in the chain: like
+    #: ``recovered``, it says how the change was seen, not what it was.
+    source: str = SOURCE_CALLBACK
 
     @property
     def has_content(self) -> bool:
@@ -144,6 +153,8 @@ class OutboxRow(NewChange):
                 wire["content_omitted"] = {"size": len(self.content.encode("utf-8")), "reason": "too_large"}
             if self.kind == KIND_RECOVERED:
                 wire["recovered"] = True
+            if self.source != SOURCE_CALLBACK:
+                wire["source"] = self.source
             if self.chain_version >= 2:
                 if self.salt is None:
                     raise ValueError(f"seq {self.seq} goes out without its salt (see AuditStore.fetch_batch)")
