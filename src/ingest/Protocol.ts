@@ -203,8 +203,13 @@ function parseRecord(raw: unknown, field: string): AuditRecord {
 function parseChange(raw: Record<string, unknown>, field: string): AccountDataChange {
     const header = parseHeader(raw, field);
     const { userId, roomId, type } = parseKey(raw, field);
-    const { content, recovered = false, digest_group: digestGroup = null } = raw;
+    const { content, recovered = false, digest_group: digestGroup = null, source: rawSource } = raw;
     if (typeof recovered !== "boolean") throw new BadFieldError(`${field}.recovered`, "must be a boolean");
+    // Where the host module found the change: "callback" (the default), "tags" or "push_rules" (polled).
+    if (rawSource !== undefined && typeof rawSource !== "string") {
+        throw new BadFieldError(`${field}.source`, "must be a string");
+    }
+    const source = rawSource === undefined || rawSource === "callback" ? {} : { source: rawSource };
     if (digestGroup !== null && (!isCount(digestGroup) || digestGroup > header.seq)) {
         throw new BadFieldError(`${field}.digest_group`, "must be null or the seq of the digest's first change");
     }
@@ -214,6 +219,7 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
         // Too large for any request the appservice takes: the host module sent it without its content.
         return {
             ...header,
+            ...source,
             recovered,
             contentJson: "",
             committed,
@@ -229,7 +235,17 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
-    const change = { ...header, recovered, contentJson: content, committed, userId, roomId, type, digestGroup };
+    const change = {
+        ...header,
+        ...source,
+        recovered,
+        contentJson: content,
+        committed,
+        userId,
+        roomId,
+        type,
+        digestGroup,
+    };
     // Content the appservice cannot read is this change's problem, not the batch's: it is quarantined.
     let parsed: unknown;
     try {

@@ -24,6 +24,8 @@ export interface AccountDataChange extends ChangeInfo {
     readonly kind?: "change";
     /** The first seq of the digest the host module put this change in, if any. */
     readonly digestGroup?: number | null;
+    /** Where the host module found the change: absent for its account-data callback, else "tags" or "push_rules". */
+    readonly source?: string;
     readonly userId: string;
     readonly roomId: string | null;
     readonly type: string;

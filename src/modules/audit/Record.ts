@@ -31,6 +31,8 @@ function trailFields(info: TrailInfo): Record<string, unknown> {
 }
 
 export interface ChangeFacts extends ChangeInfo {
+    /** Where the host module found the change (absent: its account-data callback). */
+    source?: string;
     userId: string;
     roomId: string | null;
     type: string;
@@ -65,6 +67,8 @@ export function changeRecord(
         type: change.type,
         level,
         recovered: change.recovered,
+        // Only for changes the host module polled from Synapse's tables (room tags, push rules).
+        ...(change.source !== undefined && change.source !== "callback" ? { source: change.source } : {}),
         content_size: committed?.size ?? Buffer.byteLength(change.contentJson, "utf8"),
         content_digest: digest,
         ...(level !== "full" ? {} : withContent ? { content: change.contentJson } : { content_omitted: "too_large" }),
