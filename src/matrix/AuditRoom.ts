@@ -1,6 +1,7 @@
 /** Startup: make sure the sender exists, is in the audit room and may post there. */
 import type { Intent } from "matrix-appservice-bridge";
 import { StartupError } from "../Errors.js";
+import { creatorsWithoutLimit, type StateEvent } from "./RoomSafety.js";
 
 interface PowerLevels {
     events?: Record<string, number>;
@@ -9,7 +10,9 @@ interface PowerLevels {
     users_default?: number;
 }
 
-function canSendMessages(levels: PowerLevels, userId: string): boolean {
+function canSendMessages(levels: PowerLevels, userId: string, creators: string[]): boolean {
+    // Since room version 12 a creator has power above every level and is not listed (create-room's rooms).
+    if (creators.includes(userId)) return true;
     const required = levels.events?.["m.room.message"] ?? levels.events_default ?? 0;
     const own = levels.users?.[userId] ?? levels.users_default ?? 0;
     return own >= required;
@@ -46,13 +49,17 @@ export async function joinAuditRoom(intent: Intent, sender: string, roomIdOrAlia
             { cause: err },
         );
     }
-    let levels: PowerLevels = {};
+    let state: StateEvent[] = [];
     try {
-        levels = (await client.getRoomStateEvent(roomId, "m.room.power_levels", "")) as PowerLevels;
+        state = (await client.getRoomState(roomId)) as StateEvent[];
     } catch {
-        // No power levels event: everyone may post.
+        // Unreadable state: the first post will say whether the sender may post.
     }
-    if (!canSendMessages(levels, sender)) {
+    // No power levels event: everyone may post.
+    const levels = (state.find((e) => e.type === "m.room.power_levels" && e.state_key === "")?.content ??
+        {}) as PowerLevels;
+    const creators = creatorsWithoutLimit(state).map(([user]) => user);
+    if (!canSendMessages(levels, sender, creators)) {
         throw new StartupError(
             `${sender} is in the audit room ${roomIdOrAlias} but may not post m.room.message events. ` +
                 `Give ${sender} a power level high enough to send messages, then start the appservice again.`,

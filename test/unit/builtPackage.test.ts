@@ -29,18 +29,18 @@ describe("the built package", () => {
     });
 
     it("its CLI validates a config file and exits non-zero on errors", () => {
-        const run = (file: string) =>
-            spawnSync(process.execPath, ["lib/main.js", "validate-config", file], { encoding: "utf8" });
-        const sample = run("config.sample.yaml");
+        const run = (file: string, more: string[] = []) =>
+            spawnSync(process.execPath, ["lib/main.js", "validate-config", "-c", file, ...more], { encoding: "utf8" });
+        const sample = run("config.sample.yaml", ["-f", "registration.yaml.example"]);
         expect(sample.status).toBe(0);
         expect(sample.stdout).toBe("config.sample.yaml is valid.\n");
         expect(sample.stderr).toBe(""); // no deprecation warnings from dependencies
 
-        const missing = run("test/unit/fixtures/missing-sender.yaml");
+        const missing = run("test/unit/fixtures/missing-sender.yaml", ["-f", "registration.yaml.example"]);
         expect(missing.status).toBe(1);
         expect(missing.stderr).toContain("Config error: 'sender' is required");
 
-        const many = run("test/unit/fixtures/many-problems.yaml");
+        const many = run("test/unit/fixtures/many-problems.yaml", ["-f", "registration.yaml.example"]);
         expect(many.status).toBe(1);
         expect(many.stderr).toBe(
             [
@@ -50,6 +50,7 @@ describe("the built package", () => {
                 "Config error: 'listen.port' must be an integer, got string \"eighty\"",
                 "Config error: 'sending.max_in_flight' must be between 1 and 10, got 50",
                 "Warning: unknown config key 'homeserver.prot' is ignored",
+                "test/unit/fixtures/many-problems.yaml is NOT valid: 5 error(s), 1 warning(s).",
                 "",
             ].join("\n"),
         );
