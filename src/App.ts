@@ -11,6 +11,7 @@ import { DeliveryHealth } from "./ingest/DeliveryHealth.js";
 import { addHealthRoute } from "./ingest/HealthRoute.js";
 import { addIngestRoutes } from "./ingest/IngestRoute.js";
 import { PostedLinks } from "./ingest/PostedLinks.js";
+import { wakeHost } from "./ingest/WakeHost.js";
 import { joinAuditRoom } from "./matrix/AuditRoom.js";
 import { EventSender, realClock } from "./matrix/EventSender.js";
 import { RoomSafetyMonitor } from "./matrix/RoomSafetyMonitor.js";
@@ -123,17 +124,24 @@ export async function start(
     });
     const shutdown = { stopping: false };
     const { enabled, ...digest } = config.sending.digest;
-    addIngestRoutes(appService, processor, config.ingest.token ?? hsToken, metrics, shutdown, enabled ? digest : null);
+    const ingestToken = config.ingest.token ?? hsToken;
+    addIngestRoutes(appService, processor, ingestToken, metrics, shutdown, enabled ? digest : null, delivery);
     const roomSafety = new RoomSafetyMonitor(senderIntent.matrixClient, auditRoomId, config.sender, metrics);
     await roomSafety.refresh(true);
     addHealthRoute(
         appService,
         () => roomSafety.problems(),
         () => delivery.snapshot(),
+        () => delivery.ingest(),
     );
 
     await bridge.listen(config.listen.port, config.listen.bind_address, 511, appService);
     log.info(`Listening on ${config.listen.bind_address}:${config.listen.port}`);
+    // Now that batches can be taken: the host module's delivery may be in a backoff of up to a minute.
+    void wakeHost(config.homeserver.url, ingestToken, delivery);
+    // The stall metric is time-based: refresh it without waiting for a /health request.
+    const stallCheck = setInterval(() => delivery.snapshot(), 30_000);
+    stallCheck.unref();
 
     return {
         auditRoomId,
@@ -143,6 +151,7 @@ export async function start(
             // as soon as one is answered, so the server would never become idle: refuse new batches (they
             // stay in the outbox) and let the batch in progress finish.
             shutdown.stopping = true;
+            clearInterval(stallCheck);
             await processor.idle();
             await bridge.close();
         },

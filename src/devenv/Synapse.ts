@@ -67,6 +67,8 @@ export interface SynapseOptions {
      * 127.0.0.1:6379; give each such homeserver its own server name, which names its Redis channels).
      */
     worker?: boolean;
+    /** Serve Prometheus metrics at /_synapse/metrics on the main process's client listener. */
+    metrics?: boolean;
 }
 
 /** The worker that writes the account-data stream when SynapseOptions.worker is set. */
@@ -159,7 +161,7 @@ export class SynapseHomeserver {
                     type: "http",
                     tls: false,
                     x_forwarded: false,
-                    resources: [{ names: ["client"], compress: false }],
+                    resources: [{ names: this.opts.metrics ? ["client", "metrics"] : ["client"], compress: false }],
                 },
                 ...(this.worker ? [replicationListener(this.replicationPort)] : []),
             ],
@@ -172,7 +174,7 @@ export class SynapseHomeserver {
             report_stats: false,
             trusted_key_servers: [],
             suppress_key_server_warning: true,
-            enable_metrics: false,
+            enable_metrics: this.opts.metrics === true,
             presence: { enabled: false },
             url_preview_enabled: false,
             app_service_config_files: this.opts.appServiceConfigFiles ?? [],

@@ -35,6 +35,8 @@ export interface TestEnvOptions {
      * SynapseOptions.worker); the host module delivers from that worker.
      */
     workers?: boolean;
+    /** Serve Synapse's Prometheus metrics at /_synapse/metrics on the main process. */
+    synapseMetrics?: boolean;
     /** Overrides for the host module's config. */
     hostModuleConfig?: Record<string, unknown>;
     /** Overrides for the appservice's config (merged at the top level). */
@@ -118,6 +120,7 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
         serverName,
         database: opts.workers ? "postgres" : opts.database,
         worker: opts.workers,
+        metrics: opts.synapseMetrics,
         appServiceConfigFiles: [registrationPath],
         modules: hostModule === "ours" ? [ourModule] : [],
         pythonPath: [join(PROJECT_ROOT, "synapse-module", "tests")],

@@ -7,6 +7,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from "exp
 import { type AppService, Logger } from "matrix-appservice-bridge";
 import type { Metrics } from "../Metrics.js";
 import { BatchFailedError, type ChangeProcessor } from "./ChangeProcessor.js";
+import { type DeliveryHealth, TOKEN_MISMATCH } from "./DeliveryHealth.js";
 import { BadFieldError, CHANGES_PATH, parseChangeBatch } from "./Protocol.js";
 
 const log = new Logger("IngestRoute");
@@ -21,17 +22,30 @@ function tokensEqual(presented: string, expected: Buffer): boolean {
     return given.length === expected.length ? timingSafeEqual(given, expected) : !timingSafeEqual(given, given);
 }
 
-export function bearerTokenGuard(token: string): RequestHandler {
+/** The shortest time between two "token mismatch" log lines (the host module retries every few seconds). */
+const TOKEN_LOG_EVERY_MS = 60_000;
+
+export function bearerTokenGuard(token: string, health?: DeliveryHealth, now: () => number = Date.now): RequestHandler {
     const expected = Buffer.from(token, "utf8");
+    let loggedAt = -Infinity;
+    // A refused batch is a stopped trail: say why, naming the keys to compare, once a minute at most.
+    const refused = (what: string): void => {
+        health?.tokenRefused();
+        if (now() - loggedAt < TOKEN_LOG_EVERY_MS) return;
+        loggedAt = now();
+        log.error(`Refused a batch from the host module (${what}): ${TOKEN_MISMATCH}`);
+    };
     return (req, res, next) => {
         const header = req.headers.authorization;
         const match = header ? /^Bearer (.+)$/.exec(header) : null;
         if (!match) {
+            refused("401 M_MISSING_TOKEN: no bearer token");
             sendMatrixError(res, 401, "M_MISSING_TOKEN", "Missing 'Authorization: Bearer <token>' header");
             return;
         }
         if (!tokensEqual(match[1] as string, expected)) {
-            sendMatrixError(res, 403, "M_UNKNOWN_TOKEN", "Unrecognised token");
+            refused("403 M_UNKNOWN_TOKEN");
+            sendMatrixError(res, 403, "M_UNKNOWN_TOKEN", `Unrecognised token (${TOKEN_MISMATCH})`);
             return;
         }
         next();
@@ -56,6 +70,7 @@ export function changesHandler(
     metrics: Metrics,
     shutdown?: ShutdownState,
     digest: DigestAdvice | null = null,
+    health?: DeliveryHealth,
 ): RequestHandler {
     return (req: Request, res: Response) => {
         if (shutdown?.stopping) {
@@ -79,6 +94,7 @@ export function changesHandler(
             sendMatrixError(res, 400, "M_BAD_JSON", err.message, { field: err.field });
             return;
         }
+        health?.batchArrived(batch.checkpointIntervalSeconds);
         processor.process(batch.changes, batch.follows, batch.postedHead, batch.ackedHead).then(
             (result) => {
                 metrics.batchesReceived.inc({ result: "ok" });
@@ -147,9 +163,14 @@ export function addIngestRoutes(
     metrics: Metrics,
     shutdown?: ShutdownState,
     digest: DigestAdvice | null = null,
+    health?: DeliveryHealth,
 ): void {
     const app = appService.expressApp;
-    app.post(CHANGES_PATH, bearerTokenGuard(token), changesHandler(processor, metrics, shutdown, digest));
+    app.post(
+        CHANGES_PATH,
+        bearerTokenGuard(token, health),
+        changesHandler(processor, metrics, shutdown, digest, health),
+    );
     app.get("/metrics", (_req, res) => {
         metrics.registry.metrics().then(
             (text) => res.type(metrics.registry.contentType).send(text),

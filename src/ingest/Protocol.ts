@@ -275,12 +275,18 @@ export interface ChangeBatch {
     postedHead: PostedRef | null;
     /** The last record the host module had acknowledged ({seq, chain hash}), or null. */
     ackedHead: PostedRef | null;
+    /** How often the host module writes a checkpoint when idle (seconds): a batch is due at least that often. */
+    checkpointIntervalSeconds: number | null;
 }
 
 /** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
 export function parseChangeBatch(body: unknown): ChangeBatch {
     if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
     const { changes, follows = null, posted_head: postedHead = null, acked_head: ackedHead = null } = body;
+    const { checkpoint_interval_seconds: interval = null } = body;
+    if (interval !== null && (typeof interval !== "number" || !Number.isFinite(interval) || interval <= 0)) {
+        throw new BadFieldError("checkpoint_interval_seconds", "must be null or a positive number of seconds");
+    }
     if (!Array.isArray(changes)) throw new BadFieldError("changes", "must be a list");
     if (changes.length > MAX_CHANGES_PER_BATCH) {
         throw new BadFieldError("changes", `must hold at most ${MAX_CHANGES_PER_BATCH} changes`);
@@ -302,5 +308,6 @@ export function parseChangeBatch(body: unknown): ChangeBatch {
         follows,
         postedHead: parsePostedRef(postedHead, "posted_head"),
         ackedHead: parsePostedRef(ackedHead, "acked_head"),
+        checkpointIntervalSeconds: interval,
     };
 }
