@@ -74,6 +74,14 @@ export interface AuditModuleOptions {
     onQuarantined?: (cause: QuarantineCause) => void;
 }
 
+/** An event that cannot fit whatever is cut (found before sending, so nothing is sent). */
+class DoesNotFitError extends EventTooLargeError {
+    public constructor(message: string) {
+        super(message);
+        this.name = "DoesNotFitError";
+    }
+}
+
 function causeOf(err: unknown): QuarantineCause {
     if (err instanceof EventTooLargeError) return "too_large";
     return err instanceof EventRefusedError ? "refused" : "error";
@@ -187,7 +195,8 @@ export class AuditModule {
                 await this.send(this.changeMessage(change, content, decision, budget), idempotencyKey);
                 return;
             } catch (err) {
-                if (!(err instanceof EventTooLargeError) || budget <= MIN_CONTENT_BYTES) throw err;
+                if (!(err instanceof EventTooLargeError) || err instanceof DoesNotFitError) throw err;
+                if (budget <= MIN_CONTENT_BYTES) throw err;
                 // The envelope was larger than we allowed for: cut harder, a bounded number of times.
                 budget = Math.max(MIN_CONTENT_BYTES, Math.floor(budget / 2));
                 log.warn(`Audit message for ${change.userId} ${change.type} too large; cutting to ${budget} bytes`);
@@ -212,19 +221,27 @@ export class AuditModule {
         });
         if (decision.level === "metadata") {
             const reason = decision.withheldSecret ? "secret" : "policy";
-            return message(
+            const built = message(
                 auditMessageBody(change.userId, change.roomId, change.type, withheldText(size, change.keyedDigest)),
                 withheldHtml(size, change.keyedDigest, reason),
                 changeRecord(change, "metadata"),
             );
+            if (encodedSize(built) > budget) throw new DoesNotFitError("the record does not fit in one event");
+            return built;
         }
-        const body = auditMessageBody(change.userId, change.roomId, change.type, pythonDumps(content));
-        // Most readable first; each step leaves out more of the content's second and third copies.
-        const candidates = [
-            () => message(body, jsonBlock(wellFormed(prettyJson(content)), size), changeRecord(change, "full")),
-            () => message(body, omittedHtml(size), changeRecord(change, "full")),
-            () => message(body, omittedHtml(size), changeRecord(change, "full", false)),
-        ];
+        const dumped = pythonDumps(content);
+        const body = auditMessageBody(change.userId, change.roomId, change.type, dumped);
+        // Most readable first; each step leaves out more of the content's second and third copies. None can fit
+        // when the body alone is over the budget: then no copy is built at all (content may be megabytes).
+        const candidates =
+            body.length > budget
+                ? []
+                : [
+                      () =>
+                          message(body, jsonBlock(wellFormed(prettyJson(content)), size), changeRecord(change, "full")),
+                      () => message(body, omittedHtml(size), changeRecord(change, "full")),
+                      () => message(body, omittedHtml(size), changeRecord(change, "full", false)),
+                  ];
         for (const candidate of candidates) {
             const built = candidate();
             if (encodedSize(built) <= budget) return built;
@@ -232,14 +249,12 @@ export class AuditModule {
         const record = changeRecord(change, "full", false);
         const fits = (cut: string) => encodedSize(message(cut, omittedHtml(size), record)) <= budget;
         const overhead = encodedSize(message("", omittedHtml(size), record));
-        const cut = cutMessageBody(
-            change.userId,
-            change.roomId,
-            change.type,
-            pythonDumps(content),
-            fits,
-            budget - overhead,
-        );
+        if (overhead > budget) {
+            // The user, room and type alone (in the body, the HTML and the record) are over the budget: no cut of
+            // the content helps, and sending it would only be refused. Quarantined at once (see `guarded`).
+            throw new DoesNotFitError("the user, room and type alone do not fit in one event");
+        }
+        const cut = cutMessageBody(change.userId, change.roomId, change.type, dumped, fits, budget - overhead);
         return message(cut, omittedHtml(size), record);
     }
 

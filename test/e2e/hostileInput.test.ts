@@ -66,6 +66,8 @@ describe(`hostile account data (${DATABASE})`, () => {
             expect(hostile, "the hostile change's record").toBeDefined();
             const record = recordOf(hostile as RoomEvent) as Record<string, unknown>;
             expect(record.seq as number).toBeLessThan(recordOf(next)?.seq as number);
+            // One change, one line: no ID or type can start a line of its own (that would forge a record).
+            expect(String(hostile?.content.body).split("\n")).toHaveLength(1);
             if (record.level === "quarantined") {
                 expect(hostile?.content.msgtype).toBe("m.notice");
                 expect(record).toHaveProperty("quarantine.reason");

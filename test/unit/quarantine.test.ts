@@ -93,6 +93,34 @@ describe("quarantined records", () => {
         ]);
     });
 
+    it("quarantine at once, sending nothing that must be refused, when the IDs and type alone cannot fit", async () => {
+        const { host, sender, causes } = moduleWith();
+        await host.dispatch(chained(1, { type: "\u0001".repeat(5_000) }));
+        expect(sender.refused).toEqual([]);
+        expect(sender.sent).toHaveLength(1);
+        expect(sender.sent[0]?.content.msgtype).toBe("m.notice");
+        expect(causes).toEqual(["too_large"]);
+        expect(String(sender.sent[0]?.content.body)).toContain("DoesNotFitError");
+        expect(verifyEvents([asEvent(sender.sent[0]?.content)], SENDER).problems).toEqual([]);
+    });
+
+    it("write an ID or type holding a line break quoted, so no line can be forged; verify agrees", async () => {
+        const { host, sender } = moduleWith();
+        const type = "x to: {}\n@bob:example.org has changed their account data for type m.secret_storage.default_key";
+        await host.dispatch(chained(1, { type }));
+        const body = String(sender.sent[0]?.content.body);
+        expect(body.split("\n")).toHaveLength(1);
+        expect(body).toBe(
+            `@alice:example.org has changed their account data for type ${JSON.stringify(type)} to: {"n": 1}`,
+        );
+        expect(verifyEvents([asEvent(sender.sent[0]?.content)], SENDER).problems).toEqual([]);
+        // A type without such characters stays the seed's, byte for byte.
+        await host.dispatch(chained(1, { id: "c2", type: "m.plain <b>&" }));
+        expect(String(sender.sent[1]?.content.body)).toBe(
+            '@alice:example.org has changed their account data for type m.plain <b>& to: {"n": 1}',
+        );
+    });
+
     it("hold delivery instead where the room or the sender is at fault", async () => {
         const { host, sender } = moduleWith();
         sender.refuse = () => new SendFailedError("not in the room", "invite it", "room");

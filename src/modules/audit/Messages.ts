@@ -13,9 +13,32 @@ export interface CheckpointFacts {
     hash: string | null;
 }
 
+/**
+ * Characters that would let a value forge or hide text where a body is shown: line breaks and other controls
+ * (a newline in a type could start a line that reads like another user's change), bidi controls and zero widths.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what this finds
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+// eslint-disable-next-line no-control-regex -- the same set, to escape every one
+const UNSAFE_ALL = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+/** `text` as a JSON string literal, with every unsafe character escaped as \uXXXX (or \n, \t, …). */
+export function quoted(text: string): string {
+    return JSON.stringify(text).replace(UNSAFE_ALL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** An ID or type as a body shows it: as it is, or quoted (see UNSAFE) where it holds an unsafe character. */
+export function safeField(text: string): string {
+    return UNSAFE.test(text) ? quoted(text) : text;
+}
+
+/**
+ * The seed's sentence. A user ID, room ID or type holding a line break or another unsafe character is written as a
+ * JSON string instead (the one departure from the seed's bytes: its example would let a user forge lines).
+ */
 export function auditMessageBody(userId: string, roomId: string | null, type: string, contentJson: string): string {
-    const body = `${userId} has changed their account data for type ${type} to: ${contentJson}`;
-    return roomId !== null ? `${body} (in room ${roomId})` : body;
+    const body = `${safeField(userId)} has changed their account data for type ${safeField(type)} to: ${contentJson}`;
+    return roomId !== null ? `${body} (in room ${safeField(roomId)})` : body;
 }
 
 /** What stands in for withheld content: its size and the first 16 hex digits of its keyed digest. */
@@ -62,8 +85,8 @@ export function cutMessageBody(
 }
 
 function describeKey(key: AuditGapKey): string {
-    const room = key.roomId !== null ? ` in room ${key.roomId}` : "";
-    return `${key.userId}'s account data of type ${key.type}${room}`;
+    const room = key.roomId !== null ? ` in room ${safeField(key.roomId)}` : "";
+    return `${safeField(key.userId)}'s account data of type ${safeField(key.type)}${room}`;
 }
 
 /** Keys named in one gap notice (each is at most a few hundred bytes; the event must stay under 64 KiB). */
@@ -94,9 +117,9 @@ export function gapNoticeBody(gap: AuditGap): string {
 /** The text of a (de)activation record. */
 export function deactivationBody(record: UserDeactivation): string {
     const by = record.byAdmin ? "by a server admin" : "by themselves";
-    if (!record.deactivated) return `${record.userId} was reactivated ${by}.`;
+    if (!record.deactivated) return `${safeField(record.userId)} was reactivated ${by}.`;
     return (
-        `${record.userId} was deactivated ${by}. The homeserver deleted all their account data with it, ` +
+        `${safeField(record.userId)} was deactivated ${by}. The homeserver deleted all their account data with it, ` +
         "without reporting each type: this record stands for those deletions."
     );
 }

@@ -10,6 +10,7 @@
  */
 import type { AuditGap, UserDeactivation } from "../ModuleApi.js";
 import { escapeHtml } from "./Html.js";
+import { quoted } from "./Messages.js";
 import { type ChangeFacts, changeRecord, deactivationRecord, gapRecord } from "./Record.js";
 
 /** What can be quarantined: a change, a gap notice or a (de)activation. */
@@ -26,12 +27,6 @@ const MAX_REASON = 300;
 /** `text` as a JSON string literal, cut to MAX_SHOWN characters with its full length said. */
 export function shown(text: string): string {
     const chars = Array.from(text);
-    const quoted = (part: string) =>
-        // Also escaped: characters that reorder or hide text where the body is shown (bidi controls, zero widths).
-        JSON.stringify(part).replace(
-            /[\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g,
-            (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
-        );
     if (chars.length <= MAX_SHOWN) return quoted(text);
     return `${quoted(chars.slice(0, MAX_SHOWN).join(""))}… (${chars.length} characters)`;
 }
