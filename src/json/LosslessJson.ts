@@ -45,21 +45,68 @@ const SIMPLE_ESCAPES: Record<string, string> = {
     r: "\r",
     t: "\t",
 };
-/** Nesting deeper than this is refused rather than risking a stack overflow. */
-const MAX_DEPTH = 512;
+/** An array or object still open while the parser reads its elements. */
+type Container = LosslessValue[] | LosslessObject;
 
+/**
+ * Iterative, with the open containers on an explicit stack: content nests as deep as the homeserver lets it
+ * (Synapse's limit is Python's recursion limit, which differs between versions), and a recursive parser would
+ * run out of call stack first. Errors, positions and messages are those of a plain recursive descent parser.
+ */
 class Parser {
     private pos = 0;
 
     public constructor(private readonly text: string) {}
 
     public parseDocument(): LosslessValue {
-        const value = this.parseValue(0);
+        const root = this.parseValue();
+        // Containers opened and not yet closed, innermost last.
+        const open: Container[] = [];
+        let container = isContainer(root) ? root : undefined;
+        // True right after a container's opening bracket: it may close at once, and needs no comma.
+        let first = true;
+        while (container !== undefined) {
+            const close = Array.isArray(container) ? "]" : "}";
+            this.skipWhitespace();
+            const ch = this.text[this.pos];
+            if (first ? ch === close : ch !== ",") {
+                // The container ends here (or must: `expect` throws if not).
+                if (first) this.pos++;
+                else this.expect(close);
+                container = open.pop();
+                first = false;
+                continue;
+            }
+            if (!first) this.pos++; // the comma
+            let value: LosslessValue;
+            if (Array.isArray(container)) {
+                value = this.parseValue();
+                container.push(value);
+            } else {
+                this.skipWhitespace();
+                if (this.text[this.pos] !== '"') {
+                    throw new JsonSyntaxError("Expected a string key", this.pos);
+                }
+                const key = this.parseString();
+                this.expect(":");
+                value = this.parseValue();
+                // Map.set keeps a repeated key at its first position with the last value, as Python's dict does.
+                // A nested container goes in empty and is filled in place; the result is the same.
+                container.entries.set(key, value);
+            }
+            if (isContainer(value)) {
+                open.push(container);
+                container = value;
+                first = true;
+            } else {
+                first = false;
+            }
+        }
         this.skipWhitespace();
         if (this.pos !== this.text.length) {
             throw new JsonSyntaxError("Unexpected data after the JSON value", this.pos);
         }
-        return value;
+        return root;
     }
 
     private skipWhitespace(): void {
@@ -68,17 +115,17 @@ class Parser {
         }
     }
 
-    private parseValue(depth: number): LosslessValue {
-        if (depth > MAX_DEPTH) {
-            throw new JsonSyntaxError("JSON nested too deeply", this.pos);
-        }
+    /** A scalar, or a new empty container whose opening bracket has been read (the caller reads the rest). */
+    private parseValue(): LosslessValue {
         this.skipWhitespace();
         const ch = this.text[this.pos];
         switch (ch) {
             case "{":
-                return this.parseObject(depth);
+                this.pos++;
+                return new LosslessObject();
             case "[":
-                return this.parseArray(depth);
+                this.pos++;
+                return [];
             case '"':
                 return this.parseString();
             case "t":
@@ -162,52 +209,10 @@ class Parser {
         }
         this.pos++;
     }
+}
 
-    private parseArray(depth: number): LosslessValue[] {
-        this.pos++;
-        const items: LosslessValue[] = [];
-        this.skipWhitespace();
-        if (this.text[this.pos] === "]") {
-            this.pos++;
-            return items;
-        }
-        for (;;) {
-            items.push(this.parseValue(depth + 1));
-            this.skipWhitespace();
-            if (this.text[this.pos] === ",") {
-                this.pos++;
-                continue;
-            }
-            this.expect("]");
-            return items;
-        }
-    }
-
-    private parseObject(depth: number): LosslessObject {
-        this.pos++;
-        const obj = new LosslessObject();
-        this.skipWhitespace();
-        if (this.text[this.pos] === "}") {
-            this.pos++;
-            return obj;
-        }
-        for (;;) {
-            this.skipWhitespace();
-            if (this.text[this.pos] !== '"') {
-                throw new JsonSyntaxError("Expected a string key", this.pos);
-            }
-            const key = this.parseString();
-            this.expect(":");
-            obj.entries.set(key, this.parseValue(depth + 1));
-            this.skipWhitespace();
-            if (this.text[this.pos] === ",") {
-                this.pos++;
-                continue;
-            }
-            this.expect("}");
-            return obj;
-        }
-    }
+function isContainer(value: LosslessValue): value is Container {
+    return Array.isArray(value) || value instanceof LosslessObject;
 }
 
 export function parseLossless(text: string): LosslessValue {
@@ -216,14 +221,40 @@ export function parseLossless(text: string): LosslessValue {
 
 export type PlainJson = null | boolean | number | string | PlainJson[] | { [key: string]: PlainJson };
 
-/** Ordinary JavaScript values (numbers become doubles; integer-like keys move first in objects). */
-export function toPlainJson(value: LosslessValue): PlainJson {
+type PlainObject = { [key: string]: PlainJson };
+
+/** A container whose copy is made but not yet filled. */
+type Unfilled = { array: LosslessValue[]; copy: PlainJson[] } | { object: LosslessObject; copy: PlainObject };
+
+/** The plain value of a scalar; for a container, an empty copy, queued in `unfilled` to be filled. */
+function plainShell(value: LosslessValue, unfilled: Unfilled[]): PlainJson {
     if (value instanceof LosslessNumber) return Number(value.source);
-    if (Array.isArray(value)) return value.map(toPlainJson);
+    if (Array.isArray(value)) {
+        const copy: PlainJson[] = [];
+        unfilled.push({ array: value, copy });
+        return copy;
+    }
     if (value instanceof LosslessObject) {
-        const out: { [key: string]: PlainJson } = {};
-        for (const [key, item] of value.entries) out[key] = toPlainJson(item);
-        return out;
+        const copy: PlainObject = {};
+        unfilled.push({ object: value, copy });
+        return copy;
     }
     return value;
+}
+
+/**
+ * Ordinary JavaScript values (numbers become doubles; integer-like keys move first in objects). Iterative, as
+ * the parser is, for content of any depth: a container's copy goes into its parent empty and is filled later.
+ */
+export function toPlainJson(value: LosslessValue): PlainJson {
+    const unfilled: Unfilled[] = [];
+    const root = plainShell(value, unfilled);
+    for (let next = unfilled.pop(); next !== undefined; next = unfilled.pop()) {
+        if ("array" in next) {
+            for (const item of next.array) next.copy.push(plainShell(item, unfilled));
+        } else {
+            for (const [key, item] of next.object.entries) next.copy[key] = plainShell(item, unfilled);
+        }
+    }
+    return root;
 }

@@ -72,55 +72,92 @@ export function pythonDumpsNumber(num: LosslessNumber): string {
     return BigInt(num.source).toString();
 }
 
-function dumpsInto(value: LosslessValue, out: string[]): void {
-    if (value === null) {
-        out.push("null");
-    } else if (value === true) {
-        out.push("true");
-    } else if (value === false) {
-        out.push("false");
-    } else if (typeof value === "string") {
-        out.push(pythonDumpsString(value));
-    } else if (value instanceof LosslessNumber) {
-        out.push(pythonDumpsNumber(value));
-    } else if (Array.isArray(value)) {
-        out.push("[");
-        value.forEach((item, i) => {
-            if (i > 0) out.push(", ");
-            dumpsInto(item, out);
-        });
-        out.push("]");
-    } else {
-        out.push("{");
-        let first = true;
-        for (const [key, item] of (value as LosslessObject).entries) {
-            if (!first) out.push(", ");
-            first = false;
-            out.push(pythonDumpsString(key), ": ");
-            dumpsInto(item, out);
+/** How `writeJson` lays out a value. */
+interface Style {
+    string: (value: string) => string;
+    /** Each item on a line of its own, indented two spaces per level; or all on one line. */
+    indented: boolean;
+}
+
+/** An open array (the items after `written` are still to write) or object (the entries `entries` has left). */
+type Frame =
+    { items: LosslessValue[]; written: number } | { entries: MapIterator<[string, LosslessValue]>; written: number };
+
+/**
+ * `value` as JSON text in `style`, or null as soon as the text grows beyond `limit` characters. Iterative,
+ * with the open containers on an explicit stack: content may nest deeper than the call stack allows.
+ */
+function writeJson(value: LosslessValue, style: Style, limit: number): string | null {
+    let out = "";
+    // A line break and the indentation of each depth, made once: content has many lines at a few depths.
+    const lines = ["\n"];
+    const newline = (depth: number): string => {
+        while (lines.length <= depth) lines.push(`${lines.at(-1)}  `);
+        return lines[depth] as string;
+    };
+    const open: Frame[] = [];
+    // The value to write next; undefined when the next step is to go on with the innermost open container.
+    let next: LosslessValue | undefined = value;
+    while (out.length <= limit) {
+        if (next === null || typeof next === "boolean") {
+            out += String(next);
+        } else if (typeof next === "string") {
+            out += style.string(next);
+        } else if (next instanceof LosslessNumber) {
+            out += pythonDumpsNumber(next);
+        } else if (Array.isArray(next)) {
+            out += next.length === 0 ? "[]" : "[";
+            if (next.length > 0) open.push({ items: next, written: 0 });
+        } else if (next instanceof LosslessObject) {
+            out += next.entries.size === 0 ? "{}" : "{";
+            if (next.entries.size > 0) open.push({ entries: next.entries.entries(), written: 0 });
+        } else {
+            const frame = open.at(-1);
+            if (frame === undefined) return out;
+            const depth = open.length;
+            let key: string | null = null;
+            if ("items" in frame) {
+                next = frame.items[frame.written];
+            } else {
+                const entry = frame.entries.next();
+                if (!entry.done) [key, next] = entry.value;
+            }
+            if (next === undefined) {
+                open.pop();
+                const close = "items" in frame ? "]" : "}";
+                out += style.indented ? newline(depth - 1) + close : close;
+            } else {
+                const comma = frame.written++ > 0;
+                if (style.indented) out += comma ? "," + newline(depth) : newline(depth);
+                else if (comma) out += ", ";
+                if (key !== null) out += style.string(key) + ": ";
+            }
+            continue;
         }
-        out.push("}");
+        next = undefined;
     }
+    return null;
 }
 
 /**
  * JSON text for reading: `json.dumps(value, indent=2, ensure_ascii=False)` (numbers exactly as Python writes
  * them), except that control characters and lone surrogates stay escaped, so the text is always valid UTF-8.
+ *
+ * Indentation grows with the square of the depth (content nested 100,000 deep would take 20 GB), so a text
+ * over PRETTY_MAX_CHARS is given on one line instead, separators as in `json.dumps`. Synapse refuses events
+ * over 64 KiB, so an indented text that long could never be shown: the only change is to what nobody sees.
  */
-export function prettyJson(value: LosslessValue, indent = ""): string {
-    if (value === null || typeof value === "boolean") return String(value);
-    if (typeof value === "string") return readableString(value);
-    if (value instanceof LosslessNumber) return pythonDumpsNumber(value);
-    const inner = `${indent}  `;
-    if (Array.isArray(value)) {
-        if (value.length === 0) return "[]";
-        return `[\n${value.map((item) => inner + prettyJson(item, inner)).join(",\n")}\n${indent}]`;
-    }
-    const entries = [...(value as LosslessObject).entries];
-    if (entries.length === 0) return "{}";
-    const lines = entries.map(([key, item]) => `${inner}${readableString(key)}: ${prettyJson(item, inner)}`);
-    return `{\n${lines.join(",\n")}\n${indent}}`;
+export function prettyJson(value: LosslessValue): string {
+    // Without a limit writeJson never gives null.
+    return writeJson(value, READABLE, PRETTY_MAX_CHARS) ?? (writeJson(value, READABLE_ONE_LINE, Infinity) as string);
 }
+
+/** 16 times the largest event Synapse accepts. */
+export const PRETTY_MAX_CHARS = 1024 * 1024;
+
+const READABLE: Style = { string: readableString, indented: true };
+const READABLE_ONE_LINE: Style = { string: readableString, indented: false };
+const PYTHON: Style = { string: pythonDumpsString, indented: false };
 
 function readableString(value: string): string {
     // Well-formed JSON.stringify (ES2019): escapes quotes, backslashes, control characters and lone surrogates,
@@ -130,9 +167,7 @@ function readableString(value: string): string {
 
 /** `json.dumps(value)` with Python's defaults. */
 export function pythonDumps(value: LosslessValue): string {
-    const out: string[] = [];
-    dumpsInto(value, out);
-    return out.join("");
+    return writeJson(value, PYTHON, Infinity) as string; // never null without a limit
 }
 
 /** Reads JSON text as Python's `json.loads` would and writes it back as `json.dumps` would. */
