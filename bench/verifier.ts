@@ -133,4 +133,4 @@ const result = {
 };
 if (!QUICK)
     writeFileSync(join(PROJECT_ROOT, "bench", "results", "verifier.json"), `${JSON.stringify(result, null, 2)}\n`);
-console.log(JSON.stringify(result, null, 2));
+process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

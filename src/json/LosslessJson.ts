@@ -253,7 +253,15 @@ export function toPlainJson(value: LosslessValue): PlainJson {
         if ("array" in next) {
             for (const item of next.array) next.copy.push(plainShell(item, unfilled));
         } else {
-            for (const [key, item] of next.object.entries) next.copy[key] = plainShell(item, unfilled);
+            for (const [key, item] of next.object.entries) {
+                // Defined, not assigned: a key "__proto__" must become a property, not the copy's prototype.
+                Object.defineProperty(next.copy, key, {
+                    value: plainShell(item, unfilled),
+                    enumerable: true,
+                    writable: true,
+                    configurable: true,
+                });
+            }
         }
     }
     return root;

@@ -241,3 +241,13 @@ describe("the audit trail", () => {
         expect(content.formatted_body).not.toContain("<script>");
     });
 });
+
+describe("toPlainJson and hostile keys", () => {
+    it("keeps a __proto__ key as a property of its own, never as the copy's prototype", () => {
+        const plain = toPlainJson(parseLossless('{"__proto__":{"polluted":true},"a":1}')) as Record<string, unknown>;
+        expect(Object.keys(plain)).toEqual(["__proto__", "a"]);
+        expect(Object.getPrototypeOf(plain)).toBe(Object.prototype);
+        expect((plain as { polluted?: unknown }).polluted).toBeUndefined();
+        expect(JSON.stringify(plain)).toBe('{"__proto__":{"polluted":true},"a":1}');
+    });
+});
