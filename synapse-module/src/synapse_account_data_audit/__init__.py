@@ -15,6 +15,7 @@ from typing import Any
 
 from synapse.module_api import JsonDict, ModuleApi
 
+from . import compat
 from .checkpoints import Checkpointer, check_period_seconds
 from .config import AuditModuleConfig, parse_config
 from .delivery import Deliverer
@@ -38,6 +39,8 @@ class AccountDataAuditModule:
     store_class: type[AuditStore] = AuditStore
 
     def __init__(self, config: AuditModuleConfig, api: ModuleApi, reactor: Any = None) -> None:
+        # First: on a Synapse without the module API this module calls, refuse to load, saying why.
+        compat.check_synapse(compat.synapse_version(), ModuleApi)
         # A delivery_instance no instance has would stop the trail silently: refuse to start, naming it.
         check_delivery_instance(api, config.delivery_instance)
         self._api = api

@@ -10,7 +10,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
-from . import claims, digest, meta, outbox, recovery
+from . import claims, compat, digest, meta, outbox, recovery
 from .checkpoints import checkpoint_if_idle_txn
 from .dbutil import is_postgres
 from .digests import DigestPolicy, fetch_for_delivery_txn
@@ -46,6 +46,7 @@ def record_txn(
     advance: bool,
     instance: str = "master",
     marker: tuple[bool, int | None] = (False, None),
+    claim: bool = True,
 ) -> None:
     """Inserts ``changes`` into the outbox (sealed with ``key``) and the positions they claim, and the
     claims, in one transaction (so a claim exists exactly when its change is in the outbox).
@@ -71,7 +72,8 @@ def record_txn(
     if not changes:
         return
     meta.set_meta_txn(txn, name, changes[-1].change_id)
-    positions = claims.claim_positions_txn(txn, changes)
+    # Where Synapse's account-data tables do not fit (``compat``), nothing is claimed.
+    positions = claims.claim_positions_txn(txn, changes) if claim else [None] * len(changes)
     pairs = list(zip(changes, positions, strict=True))
     outbox.insert_many_txn(
         txn,
@@ -127,11 +129,18 @@ class AuditStore:
         #: A clean-shutdown marker may be in the table (left by the last run, if recovery did not read it, or
         #: written by this one): the next write deletes it, so a later crash never looks clean.
         self.marker_may_be_set = True
+        #: What Synapse's tables allow (``compat``), known once ``ensure_tables`` has run.
+        self.synapse_tables = compat.TableCheck(claims=True, recovery=True)
 
     async def ensure_tables(self) -> None:
         if not self._tables_ready:
             await self._api.run_db_interaction("account_data_audit_create", create_tables_txn)
             self._key = await self._api.run_db_interaction("account_data_audit_key", digest.digest_key_txn)
+            # Before the first claim and before recovery: both read Synapse's tables.
+            self.synapse_tables = await self._api.run_db_interaction(
+                "account_data_audit_compat", compat.check_tables_txn
+            )
+            compat.report_tables(self.synapse_tables, compat.synapse_version())
             self._tables_ready = True
 
     async def record(self, changes: list[outbox.NewChange], clean_through: int | None = None) -> None:
@@ -148,11 +157,15 @@ class AuditStore:
             self.recovery_done,
             self._api.worker_name or "master",
             (self.marker_may_be_set, clean_through),
+            self.synapse_tables.claims,
         )
         self.marker_may_be_set = clean_through is not None
 
-    async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult:
+    async def recover(self, fence: int, new_id: Callable[[], str]) -> RecoveryResult | None:
+        """Runs crash recovery; None if Synapse's tables do not allow it (``compat`` logged why)."""
         await self.ensure_tables()
+        if not self.synapse_tables.recovery:
+            return None
         result: RecoveryResult = await self._api.run_db_interaction(
             "account_data_audit_recover",
             recover_txn,

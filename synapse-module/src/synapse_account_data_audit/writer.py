@@ -214,6 +214,10 @@ class OutboxWriter:
                 )
                 await self._api.sleep(delay)
                 continue
+            if result is None:
+                # Off for this run (Synapse's tables do not fit, logged at startup): no marker, no pruning
+                # past recovered_through, as after failed attempts.
+                return
             self._store.recovery_done = True
             self._report(result)
             if result.clean_through is not None:
