@@ -3,7 +3,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-    { ignores: ["lib/", "node_modules/", ".venv/", ".venv-*/", "synapse-module/", "packages/crypto-stub/", "coverage/"] },
+    {
+        ignores: [
+            "lib/",
+            "node_modules/",
+            ".venv/",
+            ".venv-*/",
+            "synapse-module/",
+            "packages/crypto-stub/",
+            "coverage/",
+        ],
+    },
     js.configs.recommended,
     ...tseslint.configs.recommended,
     {
