@@ -150,3 +150,14 @@ def test_the_delivery_loop_stores_the_appservices_digest_settings_to_use_after_a
         "SELECT value FROM account_data_audit_meta WHERE name = 'digest_settings'"
     ).fetchone()
     assert stored is not None and '"max_changes":5' in stored[0]
+
+
+def test_large_changes_share_a_group_instead_of_going_one_by_one() -> None:
+    db = FakeDatabase()
+    db.run("", create_tables_txn)
+    big = '{"s":"' + "x" * 5000 + '"}'
+    changes = [NewChange(f"c{i}", "@u:test.local", None, "m.t", big, i) for i in range(1, 11)]
+    db.run("", record_txn, b"k", changes, False, True)
+    policy = DigestPolicy(min_backlog=0, max_changes=50, max_bytes=1000)
+    # Each counts 1000 // 8 = 125 bytes: 8 to a group, then the last 2.
+    assert groups(fetch(db, 10, policy=policy)) == [1] * 8 + [9, 9]

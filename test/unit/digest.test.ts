@@ -151,15 +151,46 @@ describe("the audit module's digest message", () => {
         expect(String(one.formatted_body)).toContain("too long to show here as well");
         expect(String(one.body).split("\n")).toHaveLength(3);
 
-        const split = post([sized(1, 25_000), sized(2, 25_000), sized(3, 25_000)]);
+        // Long types cannot be cut: three of 8,000 characters cannot share an event (each is in the body, the HTML
+        // and the record): halves [1, 2] (a digest, only its body and records) and [3] (a message of its own).
+        const typed = (seq: number) =>
+            change(`c${seq}`, "{}", null, { seq, digestGroup: 1, type: `t${seq}`.repeat(4_000) });
+        const split = post([typed(1), typed(2), typed(3)]);
         await split.done;
-        // Three bodies of 25 kB cannot share an event: halves [1, 2] (a digest) and [3] (a message of its own).
         expect(split.sender.sent.map((s) => s.txnId)).toEqual(["audit.c1.0.digest:1-2", "audit.c1.0.digest:3-3"]);
         expect(String(split.sender.sent[0]?.content.body).split("\n")).toHaveLength(2);
         for (const sent of split.sender.sent) {
             expect(Buffer.byteLength(JSON.stringify(sent.content))).toBeLessThanOrEqual(60_000);
-            expect(String(sent.content.body)).toMatch(/to: \{"blob": "x+"\}$/);
+            expect(String(sent.content.body)).toMatch(/ to: \{\}$/);
         }
+
+        // Contents too long to share an event whole are cut instead, each line saying so: still one event.
+        const sizedBig = post([sized(1, 25_000), sized(2, 25_000), sized(3, 25_000)]);
+        await sizedBig.done;
+        expect(sizedBig.sender.sent.map((s) => s.txnId)).toEqual(["audit.c1.0.digest:1-3"]);
+        expect(String(sizedBig.sender.sent[0]?.content.body)).toMatch(/showing \d+ of 25012 characters\]$/);
+    });
+
+    it("cuts the lines of large contents to keep a burst of them in one event, rather than one event each", async () => {
+        const big = (seq: number) =>
+            change(`c${seq}`, JSON.stringify({ seq, blob: "y".repeat(17_000) }), null, { seq, digestGroup: 1 });
+        const burst = post(Array.from({ length: 8 }, (_, i) => big(i + 1)));
+        await burst.done;
+        expect(burst.sender.sent).toHaveLength(1);
+        const event = burst.sender.sent[0]?.content as Record<string, unknown>;
+        expect(Buffer.byteLength(JSON.stringify(event))).toBeLessThanOrEqual(60_000);
+        const lines = String(event.body).split("\n");
+        expect(lines).toHaveLength(8);
+        for (const [i, text] of lines.entries()) {
+            expect(
+                text.startsWith(
+                    `${ALICE} has changed their account data for type m.test to: {"seq": ${i + 1}, "blob": "yyy`,
+                ),
+            ).toBe(true);
+            expect(text).toMatch(/y… \[content cut to fit in one event: showing \d+ of 17022 characters\]$/);
+        }
+        const records = (event[RECORD_KEY] as { records: Record<string, unknown>[] }).records;
+        expect(records.every((r) => r.content === undefined && r.content_omitted === "too_large")).toBe(true);
     });
 });
 

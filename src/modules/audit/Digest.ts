@@ -9,7 +9,7 @@
 import { prettyJson, pythonDumps } from "../../json/PythonJson.js";
 import type { DigestChange } from "../ModuleApi.js";
 import { changeHtml, jsonBlock, omittedHtml, withheldHtml } from "./Html.js";
-import { auditMessageBody, withheldText } from "./Messages.js";
+import { auditMessageBody, cutMessageBody, withheldText } from "./Messages.js";
 import type { Decision } from "./Policy.js";
 import { changeRecord, RECORD_KEY, RECORD_VERSION } from "./Record.js";
 
@@ -18,19 +18,38 @@ export interface DecidedChange {
     decision: Decision;
 }
 
-type Copies = "all" | "no_html" | "body_only";
+/** What a digest's event carries beyond each body line: every copy of the contents, fewer, or cut lines. */
+type Copies = "all" | "no_html" | "body_only" | "cut_lines";
+
+/** The shortest cap tried on a line before the digest is split instead. */
+const MIN_LINE_CAP = 500;
 
 function size(content: Record<string, unknown>): number {
     return Buffer.byteLength(JSON.stringify(content), "utf8");
 }
 
-/** The change's message line: exactly what it would post on its own, at its level. */
-function line({ change, decision }: DecidedChange): string {
+/**
+ * The change's message line: exactly what it would post on its own, at its level; with `lineCap`, a content
+ * whose line would be longer is cut as a single change too large for one event is ("… [content cut to fit in one
+ * event: showing N of M characters]").
+ */
+function line({ change, decision }: DecidedChange, lineCap = Infinity): string {
     if (decision.level === "metadata") {
         const bytes = Buffer.byteLength(change.contentJson, "utf8");
         return auditMessageBody(change.userId, change.roomId, change.type, withheldText(bytes, change.keyedDigest));
     }
-    return auditMessageBody(change.userId, change.roomId, change.type, pythonDumps(change.content));
+    const dumped = pythonDumps(change.content);
+    const whole = auditMessageBody(change.userId, change.roomId, change.type, dumped);
+    if (whole.length <= lineCap) return whole;
+    const fits = (cut: string) => cut.length <= lineCap;
+    return cutMessageBody(
+        change.userId,
+        change.roomId,
+        change.type,
+        dumped,
+        fits,
+        lineCap - (whole.length - dumped.length) - 100,
+    );
 }
 
 function item({ change, decision }: DecidedChange, copies: Copies): string {
@@ -77,11 +96,11 @@ export function expandRecords(records: Record<string, unknown>[]): Record<string
     return expanded;
 }
 
-function build(posted: readonly DecidedChange[], copies: Copies): Record<string, unknown> {
+function build(posted: readonly DecidedChange[], copies: Copies, lineCap = Infinity): Record<string, unknown> {
     const withContent = copies === "all" || copies === "no_html";
     return {
         msgtype: "m.text",
-        body: posted.map(line).join("\n"),
+        body: posted.map((decided) => line(decided, lineCap)).join("\n"),
         format: "org.matrix.custom.html",
         formatted_body: `<p>${posted.length} account-data changes:</p><ul>${posted.map((d) => item(d, copies)).join("")}</ul>`,
         [RECORD_KEY]: {
@@ -97,12 +116,17 @@ function build(posted: readonly DecidedChange[], copies: Copies): Record<string,
 }
 
 /**
- * The message for the posted changes of a digest within `budget` bytes of JSON, every body line whole; null if
- * it cannot fit (the digest is then split).
+ * The message for the posted changes of a digest within `budget` bytes of JSON: every body line whole if it can
+ * be, else the longest lines cut to a cap that fits (a burst of large changes still goes out in few events; the
+ * host module groups them so, see its `counted_bytes`); null if even that cannot fit (the digest is then split).
  */
 export function digestMessage(posted: readonly DecidedChange[], budget: number): Record<string, unknown> | null {
     for (const copies of ["all", "no_html", "body_only"] as const) {
         const message = build(posted, copies);
+        if (size(message) <= budget) return message;
+    }
+    for (let cap = Math.floor(budget / posted.length); cap >= MIN_LINE_CAP; cap = Math.floor(cap * 0.8)) {
+        const message = build(posted, "cut_lines", cap);
         if (size(message) <= budget) return message;
     }
     return null;

@@ -63,10 +63,22 @@ def lane_of(user_id: str, lanes: int) -> int:
     return zlib.crc32(user_id.encode("utf-8")) % lanes
 
 
+#: A change counts at most this share of ``max_bytes`` in a group: the appservice cuts a large content's line to fit
+#: (as it cuts a single change too large for one event), so a burst of large changes still goes out in digests of
+#: up to this many, instead of one event each (which a user could use to hold everyone else's records back).
+LARGE_CHANGES_PER_GROUP = 8
+
+
+def counted_bytes(row: OutboxRow, policy: DigestPolicy) -> int:
+    """What a row counts against ``max_bytes``: its content's size, at most a share of the group."""
+    return min(len(row.content), max(1, policy.max_bytes // LARGE_CHANGES_PER_GROUP))
+
+
 def plan_groups(rows: list[OutboxRow], policy: DigestPolicy) -> list[list[int]]:
     """New groups (their seqs, first seq first) among ``rows`` not yet grouped: each lane's consecutive
-    changes, greedily, up to ``max_changes`` and ``max_bytes``; any other row (a gap notice, a deactivation,
-    a row already decided) ends every open group; no groups of one."""
+    changes, greedily, up to ``max_changes`` and ``max_bytes`` (a large change counting as a share, see
+    ``counted_bytes``); any other row (a gap notice, a deactivation, a row already decided) ends every open
+    group; no groups of one."""
     groups: list[list[int]] = []
     runs: dict[int, tuple[list[int], int]] = {}  # lane -> (seqs, content bytes)
 
@@ -82,10 +94,11 @@ def plan_groups(rows: list[OutboxRow], policy: DigestPolicy) -> list[list[int]]:
             continue
         lane = lane_of(row.user_id, policy.lanes)
         seqs, size = runs.get(lane, ([], 0))
-        if seqs and (len(seqs) >= policy.max_changes or size + len(row.content) > policy.max_bytes):
+        counted = counted_bytes(row, policy)
+        if seqs and (len(seqs) >= policy.max_changes or size + counted > policy.max_bytes):
             close(lane)
             seqs, size = [], 0
-        runs[lane] = ([*seqs, row.seq], size + len(row.content))
+        runs[lane] = ([*seqs, row.seq], size + counted)
     for lane in list(runs):
         close(lane)
     return sorted(groups)
