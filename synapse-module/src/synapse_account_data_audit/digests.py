@@ -63,9 +63,10 @@ def lane_of(user_id: str, lanes: int) -> int:
     return zlib.crc32(user_id.encode("utf-8")) % lanes
 
 
-#: A change counts at most this share of ``max_bytes`` in a group: the appservice cuts a large content's line to fit
-#: (as it cuts a single change too large for one event), so a burst of large changes still goes out in digests of
-#: up to this many, instead of one event each (which a user could use to hold everyone else's records back).
+#: A change counts at most this share of ``max_bytes`` in a group: the appservice cuts a large content's line
+#: to fit (as it cuts a single change too large for one event), so a burst of large changes still goes out in
+#: digests of up to this many, instead of one event each (which a user could use to hold everyone else's
+#: records back).
 LARGE_CHANGES_PER_GROUP = 8
 
 
