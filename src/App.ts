@@ -18,6 +18,7 @@ import { RoomSafetyMonitor } from "./matrix/RoomSafetyMonitor.js";
 import { SenderDevice } from "./matrix/SenderDevice.js";
 import { Metrics } from "./Metrics.js";
 import { AuditModule } from "./modules/AuditModule.js";
+import { JsonlSink } from "./export/JsonlSink.js";
 import { ModuleHost } from "./modules/ModuleHost.js";
 
 const log = new Logger("App");
@@ -52,6 +53,11 @@ export async function start(
     registration: AppServiceRegistration,
     options: StartOptions = {},
 ): Promise<RunningApp> {
+    if (config.export.stdout) {
+        // stdout carries the export's lines, one JSON object each: winston's console transport writes to
+        // console._stdout, so the log goes to stderr instead.
+        Object.defineProperty(console, "_stdout", { value: process.stderr, configurable: true });
+    }
     if (options.configureLogging !== false) {
         Logger.configure({ console: config.logging.level, json: config.logging.json });
     }
@@ -114,7 +120,16 @@ export async function start(
     );
     const links = new PostedLinks((record) => audit.willPost(record));
     const delivery = new DeliveryHealth(metrics);
-    const processor = new ChangeProcessor(modules, metrics, config.sending.max_in_flight, undefined, links, delivery);
+    const sink = await openExport(config);
+    const processor = new ChangeProcessor(
+        modules,
+        metrics,
+        config.sending.max_in_flight,
+        undefined,
+        links,
+        delivery,
+        sink,
+    );
 
     const appService = new AppService({
         homeserverToken: hsToken,
@@ -153,7 +168,25 @@ export async function start(
             shutdown.stopping = true;
             clearInterval(stallCheck);
             await processor.idle();
+            await sink?.close();
             await bridge.close();
         },
     };
+}
+
+/** The JSONL export, if configured, opened (a torn last line cut) before any batch is taken. */
+async function openExport(config: AppConfig): Promise<JsonlSink | null> {
+    const { jsonl, stdout } = config.export;
+    if (jsonl.path === null && !stdout) return null;
+    const file =
+        jsonl.path === null
+            ? null
+            : { path: jsonl.path, rotateBytes: jsonl.rotate_bytes, rotateSeconds: jsonl.rotate_seconds };
+    const sink = new JsonlSink(config.audit, { file, stdout: stdout ? process.stdout : null });
+    try {
+        await sink.open();
+    } catch (err) {
+        throw new StartupError(`Cannot open the export file ${jsonl.path}: ${(err as Error).message}`, { cause: err });
+    }
+    return sink;
 }

@@ -137,6 +137,38 @@ export const configSchema = section("matrix-account-data-audit appservice config
             max: 55_000,
         }),
     }),
+    export: section(
+        'A copy of the trail for log shippers and SIEMs (README, "The JSONL export"): every record the audit\n' +
+            "room gets, as one JSON object per line (Elastic Common Schema field names), in seq order, exactly once.",
+        {
+            jsonl: section("The export file.", {
+                path: optionalStringField({
+                    doc:
+                        "The file, appended to and synced before each batch is acknowledged. null: no file. Rotated\n" +
+                        "files are renamed to <path>.<last seq, 12 digits>; the chain continues in the new file.",
+                    sample: "/var/log/matrix-account-data-audit/audit.jsonl",
+                }),
+                rotate_bytes: integerField({
+                    doc: "Rotate (by renaming) before a batch once the file holds this many bytes; 0: never.",
+                    default: 100 * MiB,
+                    min: 0,
+                    max: 1024 * 1024 * MiB,
+                }),
+                rotate_seconds: integerField({
+                    doc: "Rotate before a batch once the file is this old (seconds); 0: never.",
+                    default: 0,
+                    min: 0,
+                    max: 366 * 86400,
+                }),
+            }),
+            stdout: booleanField({
+                doc:
+                    "Also write every line to stdout (containers). Exactly once only with a file beside it: stdout\n" +
+                    "alone cannot tell a restarted appservice which records it wrote already.",
+                default: false,
+            }),
+        },
+    ),
     logging: section("Logging.", {
         level: enumField({
             doc: "Console log level.",

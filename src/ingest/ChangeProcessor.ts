@@ -16,6 +16,7 @@ import type { PostedRef } from "../modules/ModuleApi.js";
 import { type AuditRecord, type AuditUnit, isGap, lastSeqOf, type ModuleHost, toUnits } from "../modules/ModuleHost.js";
 import type { PostedLinks } from "./PostedLinks.js";
 import type { Metrics } from "../Metrics.js";
+import type { JsonlSink } from "../export/JsonlSink.js";
 
 const log = new Logger("ChangeProcessor");
 
@@ -65,6 +66,8 @@ export class ChangeProcessor {
         private readonly predecessorWaitMs = PREDECESSOR_WAIT_MS,
         private readonly links: PostedLinks | null = null,
         private readonly health: DeliveryHealth | null = null,
+        /** The JSONL export: a batch is acknowledged only once the file holds it too. */
+        private readonly sink: Pick<JsonlSink, "write"> | null = null,
     ) {
         this.scheduler = new ChangeScheduler(maxInFlight, (change) => this.handle(change));
     }
@@ -95,12 +98,19 @@ export class ChangeProcessor {
         // Sent on its own (a retry, or the first of the host module's pipeline): an earlier failure ending at the
         // same seq no longer says anything about the batches sent behind this one.
         if (follows === null) this.failedBatchEnds.delete(records.at(-1)?.seq ?? -1);
+        // The export gets the batch in the order batches start; its write and the room's posts run side by side.
+        const exported: Promise<Error | null> = this.sink
+            ? this.sink.write(records, follows !== null, ackedHead).then(
+                  () => null,
+                  (err: unknown) => err as Error,
+              )
+            : Promise.resolve(null);
         const planned = this.links ? this.links.plan(records, follows !== null, postedHead, ackedHead) : records;
         const changes = toUnits(planned);
         const outcomes = changes.map((change) => this.scheduler.submit(change));
         // Only a batch still running holds this one back: a failure already reported does not (the batch
         // after it is the retry).
-        const result = this.settle(changes, outcomes, this.running);
+        const result = this.settle(changes, outcomes, this.running, exported);
         result.catch(() => this.noteFailed(records));
         this.running = result;
         const finished = () => {
@@ -153,11 +163,19 @@ export class ChangeProcessor {
         changes: readonly AuditUnit[],
         outcomes: Promise<void>[],
         earlierBatch: Promise<BatchResult> | undefined,
+        exported: Promise<Error | null>,
     ): Promise<BatchResult> {
         const settled = await Promise.allSettled(outcomes);
         // Acknowledgements follow the sequence: if the batch before this one failed, so does this one, with
         // the earlier batch's error and handled prefix (the host module resends from there).
         await earlierBatch;
+        const exportFailed = await exported;
+        if (exportFailed) {
+            log.error(`${exportFailed.message}; the host module resends the batch`);
+            this.metrics?.changesFailed.inc();
+            // Nothing is acknowledged: the room skips what it posted already (transaction IDs), the file too (seqs).
+            throw new BatchFailedError(exportFailed.message, null);
+        }
         const firstFailure = settled.findIndex((s) => s.status === "rejected");
         if (firstFailure === -1) {
             // Digests of different lanes interleave: the last unit need not hold the highest seq.

@@ -11,6 +11,7 @@ import yaml from "js-yaml";
 import { loadConfigFile } from "../config/loadConfig.js";
 import type { MatrixRequester } from "../matrix/EventSender.js";
 import { RECORD_KEY } from "../modules/audit/Record.js";
+import { EXPORT_SENDER, jsonlEvents } from "./JsonlReader.js";
 import { chainedRecordsOf } from "./RecordChecks.js";
 import { resolveRoom, roomEvents } from "./RoomReader.js";
 import { type Report, TrailVerifier } from "./Verifier.js";
@@ -24,6 +25,7 @@ const SETTLE_MS = 60_000;
 export const VERIFY_USAGE =
     "Usage: matrix-account-data-audit verify -c CONFIG_FILE -f REGISTRATION_FILE [options]\n" +
     "       matrix-account-data-audit verify --homeserver URL --access-token TOKEN --room ROOM [--sender USER_ID] [options]\n" +
+    "       matrix-account-data-audit verify [options] --jsonl FILE...   (the export's files, rotated ones first)\n" +
     "Options: --from SEQ   check from this seq on\n" +
     `         --max-age SECONDS   the newest record must be at most this old (default ${DEFAULT_MAX_AGE_SECONDS}: twice the\n` +
     "                             host module's checkpoint_interval_seconds; 0 turns the check off)\n" +
@@ -42,6 +44,8 @@ interface VerifyArgs {
     maxAgeSeconds: number;
     state?: string;
     json: boolean;
+    /** `--jsonl FILE…`: check the export's files instead of the room. */
+    jsonl?: string[];
 }
 
 const VALUED: Record<string, keyof VerifyArgs> = {
@@ -60,6 +64,13 @@ export function parseVerifyArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const args: VerifyArgs = { fromSeq: 0, maxAgeSeconds: DEFAULT_MAX_AGE_SECONDS, json: false };
     for (let i = 0; i < argv.length; i++) {
         const [arg, value] = [argv[i] as string, argv[i + 1]];
+        if (arg === "--jsonl") {
+            // Every argument up to the next option is a file.
+            args.jsonl ??= [];
+            while (i + 1 < argv.length && !(argv[i + 1] as string).startsWith("--"))
+                args.jsonl.push(argv[++i] as string);
+            continue;
+        }
         if (arg === "--json") {
             args.json = true;
             continue;
@@ -71,6 +82,13 @@ export function parseVerifyArgs(argv: string[], env: NodeJS.ProcessEnv = process
         else if (arg === "--max-age" && /^\d+$/.test(value)) args.maxAgeSeconds = Number(value);
         else return `Unknown argument: ${arg} ${value}`;
         i++;
+    }
+    if (args.jsonl !== undefined) {
+        if (args.jsonl.length === 0) return "Give the export's files after --jsonl";
+        if (args.config ?? args.registration ?? args.homeserver ?? args.room ?? args.state) {
+            return "--jsonl reads files: give no room, config or --state with it";
+        }
+        return args;
     }
     args.accessToken ??= env.MATRIX_ACCESS_TOKEN;
     const admin = args.config !== undefined || args.registration !== undefined;
@@ -87,7 +105,7 @@ function time(ts: number | null): string {
     return ts === null ? "?" : new Date(ts).toISOString();
 }
 
-export function describeReport(roomId: string, report: Report): string {
+export function describeReport(roomId: string, report: Report, what = "Audit room"): string {
     const start = {
         genesis: "from the chain's first record",
         from: "from --from",
@@ -96,7 +114,7 @@ export function describeReport(roomId: string, report: Report): string {
     }[report.start ?? "unanchored"];
     const newest = report.newest ? `; newest record seq ${report.newest.seq} at ${time(report.newest.ts)}` : "";
     const lines = [
-        `Audit room ${roomId}: ${report.records} records, seq ${report.firstSeq ?? "-"}–${report.lastSeq ?? "-"} ` +
+        `${what} ${roomId}: ${report.records} records, seq ${report.firstSeq ?? "-"}–${report.lastSeq ?? "-"} ` +
             `(${report.records > 0 ? start : "none"}), ${time(report.firstTs)} – ${time(report.lastTs)}${newest}; ` +
             `${report.omittedByPolicy} seqs left out by the audit policy; ${report.unchained} older messages ` +
             "without a hash chain (not checked).",
@@ -153,6 +171,7 @@ export async function runVerify(argv: string[]): Promise<number> {
         process.stderr.write(`${args}\n${VERIFY_USAGE}`);
         return 2;
     }
+    if (args.jsonl) return verifyJsonl(args, args.jsonl);
     try {
         const { client, roomId, sender: given } = args.config ? await openAsAdmin(args) : await openAsAuditor(args);
         const state = args.state ? await loadState(args.state) : null;
@@ -185,6 +204,37 @@ export async function runVerify(argv: string[]): Promise<number> {
         return report.intact ? 0 : 1;
     } catch (err) {
         process.stderr.write(`verify: could not check the trail: ${(err as Error).message}\n`);
+        return 2;
+    }
+}
+
+/** `verify --jsonl FILE…`: the export checked like the room; a seq in it twice is a problem (exactly once). */
+async function verifyJsonl(args: VerifyArgs, files: string[]): Promise<number> {
+    try {
+        const verifier = new TrailVerifier(EXPORT_SENDER, {
+            fromSeq: args.fromSeq,
+            maxAgeMs: args.maxAgeSeconds > 0 ? args.maxAgeSeconds * 1000 : null,
+        });
+        for await (const event of jsonlEvents(files)) verifier.add(event);
+        const report = verifier.finish();
+        for (const dup of report.duplicates) {
+            report.problems.push({
+                kind: "conflicting_records",
+                seq: dup.seq,
+                eventId: dup.eventIds.join(", "),
+                detail: "the export holds this seq more than once",
+            });
+        }
+        report.intact = report.problems.length === 0;
+        const name = files.join(", ");
+        process.stdout.write(
+            args.json
+                ? `${JSON.stringify({ files, ...report }, null, 2)}\n`
+                : `${describeReport(name, report, "Export")}\n`,
+        );
+        return report.intact ? 0 : 1;
+    } catch (err) {
+        process.stderr.write(`verify: could not check the export: ${(err as Error).message}\n`);
         return 2;
     }
 }
