@@ -20,6 +20,9 @@ import { type FileOptions, JsonlFile } from "./JsonlFile.js";
 
 const log = new Logger("JsonlSink");
 
+/** Records left out by the policy in a row that still link to the last line (beyond: the link is not vouched). */
+const MAX_LINKED = 100_000;
+
 export interface SinkOptions {
     /** The export file; null: stdout only. */
     file: FileOptions | null;
@@ -32,9 +35,14 @@ export class JsonlSink {
     private readonly policy: AuditPolicy;
     /** The last line's record (the file's, or this process's for stdout only); null before the first. */
     private head: PostedRef | null = null;
-    /** The last record seen, written or not, and whether every record since `head` linked to the one before. */
-    private lastSeen: PostedRef | null = null;
-    private unbroken = false;
+    /**
+     * Chain hashes of the records since `head` that link back to it through records seen here (all left out by
+     * the policy), `head`'s own included: a record whose prev hash is one of them is vouched for (prev_posted).
+     * Decided by the chain alone, so batches of the room's retry and sinks-only batches interleave freely.
+     */
+    private linked = new Set<string>();
+    /** The highest seq handled here (written, or left out by the policy): what the host module is told. */
+    private handled: number | null = null;
     /** Set by a failed write: the file is read again before the next write. */
     private stale = true;
     private queue: Promise<unknown> = Promise.resolve();
@@ -52,6 +60,11 @@ export class JsonlSink {
         return this.head?.seq ?? null;
     }
 
+    /** The last seq through which every record was handled (written, or left out by the policy). */
+    public handledThrough(): number | null {
+        return this.stale ? this.lastSeq() : this.handled;
+    }
+
     /** Reads where the file ends (cutting a torn last line). Called at start; again after any failed write. */
     public async open(): Promise<void> {
         this.stale = true;
@@ -63,15 +76,17 @@ export class JsonlSink {
                 throw new Error("The export file's last line is not an audit record: refusing to guess where it ends");
             }
             this.head = entry ? { seq: Number(entry.record.seq), hash: String(entry.record.hash) } : null;
+            this.linked = new Set(this.head ? [this.head.hash] : []);
+            this.handled = this.head?.seq ?? null;
             if (this.head) log.info(`The export holds records through seq ${this.head.seq}`);
         }
         this.stale = false;
     }
 
     /**
-     * Writes the records of a batch (in seq order) the export does not hold yet, then syncs once. `continuing`:
-     * the host module sent this batch behind the previous one, whose records this one follows; else it resends
-     * from its acknowledged position, `ackedHead`.
+     * Writes the records of a batch (in seq order) the export does not hold yet, then syncs once; resolves with
+     * handledThrough(). `continuing`: the host module sent this batch behind the previous one (refused after a
+     * failed write, whose resend reads the file again); `ackedHead`: the last record the host module deleted.
      */
     public write(
         records: readonly AuditRecord[],
@@ -91,50 +106,59 @@ export class JsonlSink {
         if (this.stale && continuing) {
             throw new Error("The export failed on an earlier batch; waiting for the host module to resend");
         }
-        if (!continuing) {
-            if (this.stale) await this.open();
-            this.lastSeen = this.head;
-            this.unbroken = this.head !== null;
-            // Acknowledged records beyond the last line went through this sink and were all left out by the
-            // policy (the host module acknowledges only what the export holds): the chain goes on from there.
-            if (ackedHead && this.head && ackedHead.seq > this.head.seq) this.lastSeen = ackedHead;
-        }
+        if (this.stale) await this.open();
+        // The host module deletes a record only once this sink handled it: acknowledged records beyond the last
+        // line were all left out by the policy, and the chain goes on from there.
+        if (ackedHead && this.head && ackedHead.seq > this.head.seq) this.link(ackedHead.hash);
         const lines: string[] = [];
         let head = this.head;
+        let linked = this.linked;
+        let handled = this.handled;
         for (const record of records) {
+            if (handled !== null && record.seq <= handled) continue;
+            handled = record.seq;
             if (head !== null && record.seq <= head.seq) continue;
+            let vouched = false;
             if (record.chain !== null) {
-                if (record.chain.prevHash === GENESIS) {
+                if (record.chain.prevHash === GENESIS && head === null) {
                     // The chain's first record: the first line can say the trail starts there.
                     head = { seq: 0, hash: GENESIS };
-                    this.lastSeen = head;
-                    this.unbroken = true;
+                    linked = new Set([GENESIS]);
                 }
-                this.unbroken &&= this.lastSeen !== null && record.chain.prevHash === this.lastSeen.hash;
-                this.lastSeen = { seq: record.seq, hash: record.chain.hash };
+                vouched = linked.has(record.chain.prevHash);
             }
-            const entry = exportEntry({ ...record, prevPosted: this.unbroken ? head : null }, this.policy);
-            if (entry === null) continue;
+            const entry = exportEntry({ ...record, prevPosted: vouched ? head : null }, this.policy);
+            if (entry === null) {
+                if (vouched && record.chain && linked.size < MAX_LINKED) linked.add(record.chain.hash);
+                continue;
+            }
             lines.push(ecsLine(entry));
             head = { seq: record.seq, hash: record.chain?.hash ?? "" };
-            this.unbroken = true;
+            linked = new Set([head.hash]);
         }
-        if (lines.length === 0) return this.head?.seq ?? null;
-        const text = `${lines.join("\n")}\n`;
-        try {
-            if (this.file) {
-                const rotated = await this.file.rotateIfDue(this.head?.seq ?? 0);
-                if (rotated) log.info(`Rotated the export to ${rotated}`);
-                await this.file.append(text);
+        if (lines.length > 0) {
+            const text = `${lines.join("\n")}\n`;
+            try {
+                if (this.file) {
+                    const rotated = await this.file.rotateIfDue(this.head?.seq ?? 0);
+                    if (rotated) log.info(`Rotated the export to ${rotated}`);
+                    await this.file.append(text);
+                }
+                this.options.stdout?.write(text);
+            } catch (err) {
+                // Part of the text may be in the file: read it again (cutting a torn line) before the next write.
+                this.stale = true;
+                throw new Error(`Writing the export failed: ${(err as Error).message}`, { cause: err });
             }
-            this.options.stdout?.write(text);
-        } catch (err) {
-            // Part of the text may be in the file: read it again (cutting a torn line) before the next write.
-            this.stale = true;
-            throw new Error(`Writing the export failed: ${(err as Error).message}`, { cause: err });
         }
         this.head = head;
-        return head?.seq ?? null;
+        this.linked = linked;
+        this.handled = handled;
+        return this.handled;
+    }
+
+    private link(hash: string): void {
+        if (this.linked.size < MAX_LINKED) this.linked.add(hash);
     }
 
     public async close(): Promise<void> {

@@ -67,7 +67,7 @@ export class ChangeProcessor {
         private readonly links: PostedLinks | null = null,
         private readonly health: DeliveryHealth | null = null,
         /** The JSONL export: a batch is acknowledged only once the file holds it too. */
-        private readonly sink: Pick<JsonlSink, "write"> | null = null,
+        private readonly sink: Pick<JsonlSink, "write" | "handledThrough"> | null = null,
     ) {
         this.scheduler = new ChangeScheduler(maxInFlight, (change) => this.handle(change));
     }
@@ -119,6 +119,25 @@ export class ChangeProcessor {
         result.then(finished, finished);
         this.started(records);
         return result;
+    }
+
+    /** Whether the JSONL export is on (answers then say how far it got: `sinks`). */
+    public get exporting(): boolean {
+        return this.sink !== null;
+    }
+
+    /** The last seq the export handled, for the answer's `sinks` (null: none yet, or no export). */
+    public exportedThrough(): number | null {
+        return this.sink?.handledThrough() ?? null;
+    }
+
+    /**
+     * A `sinks_only` batch: the room refuses records, and the host module keeps the export going behind the
+     * batch it retries. Written to the file only: no posting, no planned links, no effect on the room's order.
+     */
+    public async exportOnly(records: readonly AuditRecord[], ackedHead: PostedRef | null): Promise<number | null> {
+        if (!this.sink) return null;
+        return this.sink.write(records, false, ackedHead);
     }
 
     /** `records` have started (or failed at once): the batch sent behind them may start. */

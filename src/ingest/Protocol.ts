@@ -277,13 +277,21 @@ export interface ChangeBatch {
     ackedHead: PostedRef | null;
     /** How often the host module writes a checkpoint when idle (seconds): a batch is due at least that often. */
     checkpointIntervalSeconds: number | null;
+    /**
+     * The sinks this batch is for, when not the room (`sinks_only`): the host module feeds the export while the
+     * room refuses records (README, "The JSONL export"). Null: every sink, the room included.
+     */
+    sinksOnly: string[] | null;
 }
 
 /** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
 export function parseChangeBatch(body: unknown): ChangeBatch {
     if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
     const { changes, follows = null, posted_head: postedHead = null, acked_head: ackedHead = null } = body;
-    const { checkpoint_interval_seconds: interval = null } = body;
+    const { checkpoint_interval_seconds: interval = null, sinks_only: sinksOnly = null } = body;
+    if (sinksOnly !== null && !(Array.isArray(sinksOnly) && sinksOnly.every((s) => typeof s === "string"))) {
+        throw new BadFieldError("sinks_only", "must be null or a list of sink names");
+    }
     if (interval !== null && (typeof interval !== "number" || !Number.isFinite(interval) || interval <= 0)) {
         throw new BadFieldError("checkpoint_interval_seconds", "must be null or a positive number of seconds");
     }
@@ -309,5 +317,6 @@ export function parseChangeBatch(body: unknown): ChangeBatch {
         postedHead: parsePostedRef(postedHead, "posted_head"),
         ackedHead: parsePostedRef(ackedHead, "acked_head"),
         checkpointIntervalSeconds: interval,
+        sinksOnly: sinksOnly as string[] | null,
     };
 }

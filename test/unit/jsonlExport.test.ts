@@ -146,6 +146,23 @@ describe("the JSONL export", () => {
         expect((await verify([path])).problems).toEqual([]);
     });
 
+    it("links lines across batches by the chain, also when records left out end a batch or were acknowledged", async () => {
+        const path = tempFile();
+        const records = chain(12, [3, 4, 8, 9]);
+        const s = await sink(path);
+        await s.write(records.slice(0, 4), false, null); // ends with two records left out
+        expect(s.handledThrough()).toBe(4);
+        await s.write(records.slice(4, 8), false, null); // a sinks-only batch: not "continuing", still linked
+        await s.close();
+        // A restart after the host module deleted seq 9 (left out, so never in the file): the chain goes on.
+        const again = await sink(path);
+        const nine = records[8] as AuditRecord;
+        await again.write(records.slice(9), false, { seq: 9, hash: nine.chain?.hash ?? "" });
+        const report = await verify([path]);
+        expect(report.problems).toEqual([]);
+        expect(report.omittedByPolicy).toBe(4);
+    });
+
     it("cuts a torn last line at start instead of copying it, and writes that record again whole", async () => {
         const path = tempFile();
         const records = chain(6);
@@ -228,6 +245,7 @@ describe("ChangeProcessor with the export", () => {
         let finishWrite: (() => void) | undefined;
         const writes: boolean[] = [];
         const sinkFake = {
+            handledThrough: () => null,
             write: (_records: readonly AuditRecord[], continuing: boolean) => {
                 writes.push(continuing);
                 return new Promise<number | null>((resolve, reject) => {

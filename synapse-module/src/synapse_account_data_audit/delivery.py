@@ -27,6 +27,7 @@ from . import health_stats, outbox
 from .config import AuditModuleConfig
 from .digests import DigestPolicy, whole_group_prefixes
 from .logsafe import describe_with_trace
+from .sinks import SinkFeeder, sinks_through
 from .store import AuditStore
 from .transport import post_json
 from .wake import WakeSignal
@@ -114,6 +115,8 @@ class Deliverer:
         self._digest_heard = False
         #: The backoff's sleep, cut short by ``wake`` (the appservice is back: see ``wake``).
         self._backoff = WakeSignal(lambda seconds: self._api.sleep(seconds))
+        #: Keeps the appservice's JSONL export going while the room refuses records (see ``sinks``).
+        self._sinks = SinkFeeder(api, config, store, self._headers, lambda: self._acked)
 
     @property
     def backing_off(self) -> bool:
@@ -126,6 +129,7 @@ class Deliverer:
 
     def kick(self) -> None:
         """Makes sure a drain pass runs soon; cheap, and never waits for it."""
+        self._sinks.kick()
         if self._running:
             self._more = True
             return
@@ -229,6 +233,13 @@ class Deliverer:
         """After ``rows`` failed with ``error``: backs off and sends them until acknowledged, then deletes
         them. A 413 halves the batch at once, keeping digest groups whole (the rest follow in the next
         batches)."""
+        try:
+            await self._deliver_rows(rows, error)
+        finally:
+            # The room took them (or delivery stopped): the export is fed with the room's batches again.
+            self._sinks.stop()
+
+    async def _deliver_rows(self, rows: list[outbox.OutboxRow], error: Exception) -> None:
         attempt = 0
         without_content = False
         while rows:
@@ -260,6 +271,10 @@ class Deliverer:
                         [row for row in rows if row.seq <= done], _posted_head(_error_body(error))
                     )
                     rows = [row for row in rows if row.seq > done]
+                exported = sinks_through(_error_body(error))
+                if exported is not None and rows and exported >= rows[-1].seq:
+                    # The room refused, the export has the whole batch: keep the export going behind it.
+                    self._sinks.start(exported)
                 too_large = error.code == 413 and _half_length(rows) < len(rows)
                 if error.code == 413 and not too_large and rows and not without_content:
                     # One change (or one digest) larger than the appservice takes in any request: it would be
