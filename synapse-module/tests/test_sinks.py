@@ -76,6 +76,43 @@ def test_an_appservice_without_an_export_is_the_room_alone() -> None:
     assert db.rows() == []
 
 
+def test_the_export_runs_ahead_of_a_slow_room_through_a_backlog() -> None:
+    db, api, module = build()
+    posts: list[tuple[str, list[int]]] = []
+    room: list[tuple[list[int], defer.Deferred[Any]]] = []
+
+    def answer(_url: str, body: Any, headers: Any) -> Any:
+        seqs = [c["seq"] for c in body["changes"]]
+        if body.get("sinks_only"):
+            posts.append(("file", seqs))
+            return defer.succeed({"sinks": {"jsonl": seqs[-1]}})
+        posts.append(("room", seqs))
+        room.append((seqs, defer.Deferred()))
+        return room[-1][1]
+
+    api.appservice = Mock(side_effect=answer)
+    for n in range(1, 10):
+        change(module, n)
+    assert posts == [("room", [1])]
+
+    def ack_oldest() -> None:
+        seqs, d = room.pop(0)
+        d.callback({"acknowledged_through": seqs[-1], "sinks": {"jsonl": seqs[-1]}})
+
+    ack_oldest()  # the pipeline fills: [2, 3] and [4, 5] in flight
+    ack_oldest()  # a backlog behind a full pipeline: the export is fed past it, up to the last row
+    assert ("file", [8, 9]) in posts
+    assert ("room", [8, 9]) not in posts
+    assert len(db.rows()) == 6  # still only the room's acknowledgement deletes
+    while room:
+        ack_oldest()
+    assert db.rows() == []
+    posts.clear()
+    change(module, 10)
+    room.pop(0)[1].callback({"acknowledged_through": 10, "sinks": {"jsonl": 10}})
+    assert posts == [("room", [10])]  # drained: no more sinks_only batches
+
+
 def test_sinks_through_reads_only_a_well_formed_answer() -> None:
     assert sinks_through({"sinks": {"jsonl": 7}}) == 7
     assert sinks_through({"sinks": {"jsonl": True}}) is None

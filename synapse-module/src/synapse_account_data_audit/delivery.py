@@ -117,6 +117,8 @@ class Deliverer:
         self._backoff = WakeSignal(lambda seconds: self._api.sleep(seconds))
         #: Keeps the appservice's JSONL export going while the room refuses records (see ``sinks``).
         self._sinks = SinkFeeder(api, config, store, self._headers, lambda: self._acked)
+        #: How far the export got, as of the last answer from the room's path (None: no export).
+        self._exported: int | None = None
 
     @property
     def backing_off(self) -> bool:
@@ -154,6 +156,8 @@ class Deliverer:
                 await self.refresh_stats(force=True)
                 if self._more:
                     continue
+                # Drained: the room's batches keep the export up again.
+                self._sinks.stop()
                 return
         except Exception as e:
             # Only database trouble gets here (delivery errors are retried inside); the next kick or
@@ -198,6 +202,9 @@ class Deliverer:
             # it already posted (same change IDs, same transaction IDs).
             if failed is None and error is None:
                 await self._delete(rows, head)
+                if self._exported is not None and len(in_flight) + 1 >= self._config.batches_in_flight:
+                    # A backlog, and the room paces the pipeline: the export need not wait for it.
+                    self._sinks.start(self._exported)
             elif failed is None and error is not None:
                 # Later batches fail behind this one at the appservice (acknowledgements are in order);
                 # wait for their answers, then retry from here.
@@ -227,6 +234,7 @@ class Deliverer:
             if policy != self._digest:
                 self._digest = policy
                 await self._outbox.save_digest_settings(answer["digest"] if policy else None)
+        self._exported = sinks_through(answer)
         return None, _posted_head(answer)
 
     async def _deliver(self, rows: list[outbox.OutboxRow], error: Exception) -> None:

@@ -1,4 +1,4 @@
-"""Keeps the appservice's JSONL export going while the audit room refuses records.
+"""Keeps the appservice's JSONL export going while the audit room refuses records or lags behind.
 
 The appservice writes every batch to its export file before it posts it, and says in every answer how far
 the export got (``sinks.jsonl``). When the room refuses a batch (503) that the export took whole, the
@@ -6,7 +6,9 @@ delivery loop retries the room after its backoff as always, and this feeder send
 export's position with ``"sinks_only": ["jsonl"]``: the appservice writes them to the file only. Rows are
 still deleted only on the room's acknowledgement, which the appservice gives only for records its export
 holds, so the outbox keeps every record until every sink has it, and the file never gets one twice (it
-skips seqs it holds). The position lives in memory: after a restart the next answer gives it again.
+skips seqs it holds). The same feeding runs while a backlog drains and the room paces the pipeline (each
+room batch's answer says the export's position), so the file is not held to the room's rate; it stops once
+the outbox is drained. The position lives in memory: after a restart the next answer gives it again.
 """
 
 from __future__ import annotations
