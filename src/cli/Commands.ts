@@ -95,7 +95,8 @@ export const COMMANDS: readonly CommandSpec[] = [
         name: "verify",
         summary:
             "Check the trail in the audit room (exit 0 intact, 1 broken or stale, 2 could not check). Admins give\n" +
-            "-c and -f; auditors --homeserver, --access-token (or MATRIX_ACCESS_TOKEN) and --room.",
+            "-c and -f; auditors --homeserver, --access-token (or MATRIX_ACCESS_TOKEN) and --room; the JSONL export's\n" +
+            "files --jsonl FILE... (last).",
         options: [
             CONFIG,
             REGISTRATION,
@@ -107,6 +108,11 @@ export const COMMANDS: readonly CommandSpec[] = [
             { flags: ["--max-age"], value: "SECONDS", help: "the newest record's greatest age (default 7200; 0: off)" },
             { flags: ["--state"], value: "FILE", help: "continue from the last run, and keep where this one stopped" },
             { flags: ["--json"], help: "the report as JSON" },
+            {
+                flags: ["--jsonl"],
+                value: "FILE...",
+                help: "check the JSONL export's files instead (rotated ones first)",
+            },
         ],
     },
 ];

@@ -63,6 +63,19 @@ describe("the command table", () => {
         }
     });
 
+    it("takes --jsonl with its files, alone", () => {
+        expect(parseVerifyArgs(["--json", "--jsonl", "a.jsonl.000000000009", "a.jsonl"], {})).toMatchObject({
+            json: true,
+            jsonl: ["a.jsonl.000000000009", "a.jsonl"],
+        });
+        expect(parseVerifyArgs(["--jsonl", "a", "--max-age", "0"], {})).toMatchObject({
+            jsonl: ["a"],
+            maxAgeSeconds: 0,
+        });
+        expect(parseVerifyArgs(["--jsonl"], {})).toMatch(/Give the export's files/);
+        expect(parseVerifyArgs(["--jsonl", "a", "--room", "!r"], {})).toMatch(/give no room/);
+    });
+
     it("shows a library error by what it says, never as an object", () => {
         expect(describeError({ errcode: "M_EXCLUSIVE", error: "reserved", statusCode: 400, body: {} })).toBe(
             "400 M_EXCLUSIVE: reserved",
