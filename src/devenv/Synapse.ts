@@ -43,12 +43,31 @@ async function adminQuery(statement: string): Promise<Record<string, unknown>[]>
  * Drops the databases an earlier, killed run left behind: those of this dev env that nobody is connected to
  * (a run in progress keeps its homeserver connected). Returns their names.
  */
-export async function dropLeftoverDatabases(): Promise<string[]> {
+/**
+ * A database older than this belongs to no live run (a whole suite takes minutes). Its age is in its name: a
+ * database with no connection is not necessarily a leftover, since a Synapse that a test restarts has none for a
+ * moment, and another run on the same machine must not lose its database then.
+ */
+const LEFTOVER_AGE_MS = 3 * 3600 * 1000;
+
+/** A fresh test database's name: the prefix, when it was made (seconds, base 36) and a random part. */
+export function newDatabaseName(now = Date.now()): string {
+    return `${DATABASE_PREFIX}${Math.floor(now / 1000).toString(36)}_${randomBytes(4).toString("hex")}`;
+}
+
+/** A test database that no live run can own: made over LEFTOVER_AGE_MS ago (names without a time are old). */
+export function isLeftoverDatabase(name: string, now = Date.now()): boolean {
+    const match = new RegExp(`^${DATABASE_PREFIX}([0-9a-z]+)_[0-9a-f]+$`).exec(name);
+    const madeAt = match ? parseInt(match[1] as string, 36) * 1000 : 0;
+    return /^[a-z0-9_]+$/.test(name) && now - madeAt > LEFTOVER_AGE_MS;
+}
+
+export async function dropLeftoverDatabases(now = Date.now()): Promise<string[]> {
     const rows = await adminQuery(
         `SELECT datname FROM pg_database WHERE datname LIKE '${DATABASE_PREFIX}%' AND datname NOT IN ` +
             "(SELECT datname FROM pg_stat_activity WHERE datname IS NOT NULL)",
     );
-    const names = rows.map((row) => String(row.datname)).filter((name) => /^[a-z0-9_]+$/.test(name));
+    const names = rows.map((row) => String(row.datname)).filter((name) => isLeftoverDatabase(name, now));
     for (const name of names) await adminQuery(`DROP DATABASE IF EXISTS ${name}`);
     return names;
 }
@@ -217,7 +236,7 @@ export class SynapseHomeserver {
             return { name: "sqlite3", args: { database: join(this.opts.dir, "homeserver.db") } };
         }
         if (!this.databaseName) {
-            this.databaseName = `${DATABASE_PREFIX}${randomBytes(6).toString("hex")}`;
+            this.databaseName = newDatabaseName();
             await adminQuery(
                 `CREATE DATABASE ${this.databaseName} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
             );
