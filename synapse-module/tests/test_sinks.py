@@ -54,6 +54,11 @@ def test_the_export_keeps_up_while_the_room_refuses_and_rows_stay_until_the_room
         change(module, n)  # the room still refuses: each goes to the file at once, sinks_only
     assert state["posts"] == [("room", [1]), ("file", [2]), ("file", [3]), ("file", [4])]
     assert len(db.rows()) == 4  # nothing left the outbox while only the file had it
+    # Feeding the file decides no digest group: the room's own fetch does (else they would go one by one).
+    groups = db.conn.execute(
+        "SELECT seq, digest_group FROM account_data_audit_outbox WHERE seq > 1"
+    ).fetchall()
+    assert groups == [(2, None), (3, None), (4, None)]
     state["room_ok"] = True
     timers[0].callback(None)  # the room's retry, after its backoff, from its own position
     assert state["posts"][4:] == [("room", [1]), ("room", [2, 3]), ("room", [4])]

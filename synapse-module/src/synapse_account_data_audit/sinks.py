@@ -79,7 +79,7 @@ class SinkFeeder:
             while self.through is not None:
                 self._more = False
                 after = self.through
-                rows = await self._outbox.fetch_batch(
+                rows = await self._outbox.read_batch(
                     self._config.batch_size, self._config.max_batch_bytes, after
                 )
                 if not rows:

@@ -192,6 +192,15 @@ class AuditStore:
         )
         return outbox.with_salts(self._key, rows)
 
+    async def read_batch(self, limit: int, max_bytes: int, after_seq: int) -> list[outbox.OutboxRow]:
+        """The rows after ``after_seq``, read only: no digest group is decided (the room's fetch decides them,
+        and a group decided here would be the room's too)."""
+        await self.ensure_tables()
+        rows: list[outbox.OutboxRow] = await self._api.run_db_interaction(
+            "account_data_audit_read", outbox.fetch_batch_txn, limit, max_bytes, after_seq
+        )
+        return outbox.with_salts(self._key, rows)
+
     async def delete_range(
         self, first_seq: int, last_seq: int, posted_head: Any = None, acked_head: Any = None
     ) -> None:
