@@ -202,6 +202,24 @@ describe("the JSONL export", () => {
         expect(readdirSync(join(path, "..")).length).toBe(files.length);
     });
 
+    it("rotates by age too, before the first batch past it", async () => {
+        const path = tempFile();
+        let now = 1_000_000;
+        const s = new JsonlSink(POLICY, { file: { path, rotateBytes: 0, rotateSeconds: 60, now: () => now } });
+        await s.open();
+        const records = chain(6);
+        await s.write(records.slice(0, 2), false, null);
+        now += 59_000;
+        await s.write(records.slice(2, 4), true, null);
+        expect(await rotatedFiles(path)).toEqual([]);
+        now += 2_000;
+        await s.write(records.slice(4), true, null);
+        const rotated = await rotatedFiles(path);
+        expect(rotated).toEqual([`${path}.000000000004`]);
+        expect(seqsOf(path)).toEqual([5, 6]);
+        expect((await verify([...rotated, path])).problems).toEqual([]);
+    });
+
     it("makes verify --jsonl name the seq of a removed or edited line, and a seq written twice", async () => {
         const path = tempFile();
         const s = await sink(path);
