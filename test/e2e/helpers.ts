@@ -28,16 +28,46 @@ export async function burst(users: MatrixHttp[], perUser: number, onProgress?: (
     );
 }
 
+/** Reads a user's stored counter value; undefined while it cannot be read. */
+export type CounterReader = (user: MatrixHttp) => Promise<{ n?: number } | undefined>;
+
+/** Through the client-server API, as a client would (404: nothing stored yet). */
+const readThroughApi: CounterReader = (user) =>
+    user
+        .getAccountData<{ n?: number }>(COUNTER_TYPE)
+        .catch((e: unknown) => (e instanceof MatrixHttpError && e.status === 404 ? {} : undefined));
+
+/**
+ * Once the homeserver answers, from Synapse's database: what was committed. With workers, the main process answers account-data reads from a
+ * cache that the writer's replication keeps fresh, so right after the writer was killed it may still show the
+ * value before one that was committed, and a retry would then really write that value a second time.
+ */
+export function readFromDatabase(env: TestEnv): CounterReader {
+    return async (user) => {
+        // First wait, as a client does, until the homeserver answers again; then take the committed value.
+        if ((await readThroughApi(user)) === undefined) return undefined;
+        const rows = await env.synapse
+            .query(
+                `SELECT content FROM account_data WHERE user_id = '${user.userId}' AND account_data_type = '${COUNTER_TYPE}'`,
+            )
+            .catch(() => undefined);
+        if (rows === undefined) return undefined;
+        const content = rows[0]?.[0];
+        return typeof content === "string" ? (JSON.parse(content) as { n?: number }) : {};
+    };
+}
+
 /**
  * Like `burst`, but survives the homeserver going away: a PUT that fails is retried once the homeserver
- * answers again, unless reading the value back shows it was stored (so each value is written exactly once,
- * as a careful client would). Gives up on a value after `giveUpMs`.
+ * answers again, unless reading the value back (`readBack`) shows it was stored (so each value is written
+ * exactly once, as a careful client would). Gives up on a value after `giveUpMs`.
  */
 export async function resilientBurst(
     users: MatrixHttp[],
     perUser: number,
     onProgress?: (done: number) => void,
     giveUpMs = 180_000,
+    readBack: CounterReader = readThroughApi,
 ): Promise<{ retried: number }> {
     let done = 0;
     let retried = 0;
@@ -58,11 +88,7 @@ export async function resilientBurst(
                             if (Date.now() > deadline) throw err;
                             // The client's own retry delay while the homeserver restarts.
                             await new Promise((resolve) => setTimeout(resolve, 100));
-                            stored = await user
-                                .getAccountData<{ n?: number }>(COUNTER_TYPE)
-                                .catch((e: unknown) =>
-                                    e instanceof MatrixHttpError && e.status === 404 ? {} : undefined,
-                                );
+                            stored = await readBack(user);
                         }
                         if (stored.n === n) break;
                     }
@@ -160,7 +186,7 @@ export async function burstThroughFault(
     fault: () => Promise<void>,
 ): Promise<number> {
     const gate = progressGate();
-    const burst = resilientBurst(users, perUser, gate.progress);
+    const burst = resilientBurst(users, perUser, gate.progress, undefined, readFromDatabase(env));
     await gate.reached(faultAt);
     await fault();
     await burst;
