@@ -144,9 +144,10 @@ export const configSchema = section("matrix-account-data-audit appservice config
             jsonl: section("The export file.", {
                 path: optionalStringField({
                     doc:
-                        "The file, appended to and synced before each batch is acknowledged. null: no file. Rotated\n" +
-                        "files are renamed to <path>.<last seq, 12 digits>; the chain continues in the new file.",
-                    sample: "/var/log/matrix-account-data-audit/audit.jsonl",
+                        "The file, appended to and synced before each batch is acknowledged (e.g.\n" +
+                        "/var/log/matrix-account-data-audit/audit.jsonl; its directory must exist and be writable).\n" +
+                        "null: no file. Rotated files are renamed to <path>.<last seq, 12 digits>; the chain continues\n" +
+                        "in the new file. Off in the sample, so a copied sample starts without it.",
                 }),
                 rotate_bytes: integerField({
                     doc: "Rotate (by renaming) before a batch once the file holds this many bytes; 0: never.",
