@@ -157,9 +157,10 @@ export function expectOnceInOrderOrNoticed(events: RoomEvent[], users: MatrixHtt
     let missing = 0;
     for (const user of users) {
         const values = seen.get(user.userId) ?? [];
-        expect(values, `${user.userId}: each value at most once, in order`).toEqual(
-            [...new Set(values)].sort((a, b) => a - b),
-        );
+        expect(
+            values,
+            `${user.userId}: each value at most once, in order${describeRepeats(events, user, values)}`,
+        ).toEqual([...new Set(values)].sort((a, b) => a - b));
         expect(values.at(-1), `${user.userId}: the last value`).toBe(perUser - 1);
         if (values.length < perUser) {
             missing += perUser - values.length;
@@ -170,6 +171,17 @@ export function expectOnceInOrderOrNoticed(events: RoomEvent[], users: MatrixHtt
         }
     }
     return missing;
+}
+
+/** For a failure message: the records of the events that carry a value the room shows more than once. */
+function describeRepeats(events: RoomEvent[], user: MatrixHttp, values: number[]): string {
+    const repeated = values.filter((v, i) => values.indexOf(v) !== i);
+    if (repeated.length === 0) return "";
+    const needles = repeated.map(
+        (v) => `${user.userId} has changed their account data for type ${COUNTER_TYPE} to: {"n": ${v}}`,
+    );
+    const copies = events.filter((e) => needles.some((n) => String(e.content.body).split("\n").includes(n)));
+    return `\n(repeated ${repeated.join(", ")}; their events: ${JSON.stringify(copies.map((e) => ({ id: e.event_id, content: e.content })))})`;
 }
 
 /**
