@@ -29,7 +29,7 @@ import {
     gapRecord,
     RECORD_KEY,
 } from "./audit/Record.js";
-import { type DecidedChange, digestMessage } from "./audit/Digest.js";
+import { type DecidedChange, digestMessage } from "./audit/DigestMode.js";
 import {
     type Quarantinable,
     quarantineBody,

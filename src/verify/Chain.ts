@@ -33,7 +33,7 @@ function encode(value: string | number | null): string {
 }
 
 export function canonical(link: LinkFields): string {
-    const digest = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
+    const contentDigest = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
     const fields = [
         "v1",
         link.seq,
@@ -43,7 +43,7 @@ export function canonical(link: LinkFields): string {
         link.userId,
         link.roomId,
         link.type,
-        digest,
+        contentDigest,
         link.prevHash,
     ];
     return `[${fields.map(encode).join(",")}]`;
@@ -65,7 +65,7 @@ export interface LinkFieldsV2 extends LinkFields {
  * with `keyed_digest` as "hmac-sha256:<hex>" (or null) and `commitment` as "sha256:<hex>" (or null).
  */
 export function canonicalV2(link: LinkFieldsV2): string {
-    const digest = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
+    const keyed = link.keyedDigest !== null ? `hmac-sha256:${link.keyedDigest}` : null;
     const fields = [
         "v2",
         link.seq,
@@ -77,7 +77,7 @@ export function canonicalV2(link: LinkFieldsV2): string {
         link.type,
         link.contentSize,
         link.commitment,
-        digest,
+        keyed,
         link.prevHash,
     ];
     return `[${fields.map(encode).join(",")}]`;
@@ -93,10 +93,10 @@ export function recordHashV2(link: LinkFieldsV2): string {
  * salt, a withheld content cannot be guessed through it.
  */
 export function contentCommitment(salt: string, content: string): string {
-    const digest = createHash("sha256")
+    const hex = createHash("sha256")
         .update(salt + content, "utf8")
         .digest("hex");
-    return `sha256:${digest}`;
+    return `sha256:${hex}`;
 }
 
 /** Bytes of a content's JSON text in UTF-8: the `content_size` a v2 link covers. */

@@ -1,6 +1,6 @@
 /**
  * `verify --jsonl`: the export's lines as the audit events they stand for, so TrailVerifier checks a file exactly
- * as it checks the room (chain, seqs, digests, bodies, liveness). Each line becomes an m.room.message from
+ * as it checks the room (chain, seqs, contents, bodies, liveness). Each line becomes an m.room.message from
  * EXPORT_SENDER with the line's message as its body and its record under the record key; its "event ID" names the
  * file and line, so a problem points at it. A line that is not a record reads as a message without a chain (the
  * verifier reports it). Rotated files are read in the order given, streaming, line by line.

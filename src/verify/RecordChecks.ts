@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
 import { pythonDumpsJsonText } from "../json/PythonJson.js";
-import { expandRecords } from "../modules/audit/Digest.js";
+import { expandRecords } from "../modules/audit/DigestMode.js";
 import { auditMessageBody, checkpointBody, withheldText } from "../modules/audit/Messages.js";
 import { quarantineBody, type QuarantineFields } from "../modules/audit/Quarantine.js";
 import { RECORD_KEY } from "../modules/audit/Record.js";
@@ -94,7 +94,7 @@ export function linkHash(seq: number, fields: Record<string, unknown>, prevHash:
     });
 }
 
-/** A full change record's shown content against the chain (v2: its commitment and size; v1: its digest). */
+/** A full change record's shown content against the chain (v2: its commitment and size; v1: its `content_digest`). */
 export function contentMatches(fields: Record<string, unknown>): boolean {
     const content = str(fields.content);
     if (fields.kind !== "change" || fields.level !== "full" || content === null) return true;

@@ -4,7 +4,7 @@ across transactions, outbox deletions, crash recovery and the upgrade from versi
 import hashlib
 import json
 
-from synapse_account_data_audit import chain, digest, outbox, records
+from synapse_account_data_audit import chain, keyed_digest, outbox, records
 from synapse_account_data_audit.store import create_tables_txn, record_txn
 
 from .fakes import FakeDatabase
@@ -40,7 +40,7 @@ def test_the_readme_v2_example() -> None:
         == README_COMMITMENT
     )
     assert (
-        digest.keyed_digest_of_key(
+        keyed_digest.keyed_digest_of_key(
             README_KEY, "@alice:example.org", None, "im.vector.setting.theme", '{"theme":"dark"}'
         )
         == README_KEYED_DIGEST
@@ -130,7 +130,7 @@ def test_the_readme_example() -> None:
     )
 
 
-def test_non_ascii_is_escaped_and_null_digests_stay_null() -> None:
+def test_non_ascii_is_escaped_and_null_keyed_digests_stay_null() -> None:
     link = chain.Link(
         2, "a1b2", 1700000000123, "recovered", "@z:example.org", "!r:example.org", "é☃<x>", None, "3d"
     )
@@ -174,7 +174,7 @@ def test_the_chain_continues_across_writes_and_deletions() -> None:
             "m.t",
             len(content),
             chain.commitment(salt, content),
-            digest.keyed_digest_of_key(b"key", "@u:test.local", None, "m.t", content),
+            keyed_digest.keyed_digest_of_key(b"key", "@u:test.local", None, "m.t", content),
             first.hash,
         )
     )
@@ -184,14 +184,14 @@ def test_rows_written_before_v2_go_out_as_v1_and_the_chain_continues_from_them()
     db = FakeDatabase()
     db.run("", create_tables_txn)
     # A row as version 1 left it: keyed digest of the content alone, no chain_version, head in meta.
-    old_digest = digest.keyed_digest(b"key", '{"n":0}')
-    old = chain.Link(1, "c0", 1, "change", "@u:test.local", None, "m.t", old_digest, chain.GENESIS)
+    old_keyed = keyed_digest.keyed_digest(b"key", '{"n":0}')
+    old = chain.Link(1, "c0", 1, "change", "@u:test.local", None, "m.t", old_keyed, chain.GENESIS)
     old_hash = chain.record_hash(old)
     db.conn.execute(
         "INSERT INTO account_data_audit_outbox (seq, change_id, user_id, room_id, account_data_type, content,"
         " created_ts, kind, keyed_digest, prev_hash, hash) VALUES (1, 'c0', '@u:test.local', NULL, 'm.t',"
         " '{\"n\":0}', 1, 'change', ?, ?, ?)",
-        (old_digest, chain.GENESIS, old_hash),
+        (old_keyed, chain.GENESIS, old_hash),
     )
     db.conn.execute(
         "INSERT INTO account_data_audit_meta (name, value) VALUES (?, ?)", (chain.HEAD_NAME, old_hash)
@@ -204,6 +204,6 @@ def test_rows_written_before_v2_go_out_as_v1_and_the_chain_continues_from_them()
     v1, v2 = (row.to_wire() for row in rows)
     assert v1["chain"] == {"prev": chain.GENESIS, "hash": old_hash}  # no "version": 1
     assert not {"content_size", "commitment", "salt"} & set(v1)
-    assert v1["keyed_digest"] == old_digest
+    assert v1["keyed_digest"] == old_keyed
     assert v2["chain"]["prev"] == old_hash and v2["chain"]["version"] == 2
     assert v2["seq"] == 2

@@ -8,7 +8,7 @@ from synapse_account_data_audit.store import create_tables_txn, record_txn
 from .fakes import FakeDatabase, synapse_write
 
 ALICE = "@alice:test.local"
-KEY = b"test digest key"
+KEY = b"test keyed-digest key"
 
 
 def change(n: int, content: str, data_type: str = "m.t", room: str | None = None) -> NewChange:

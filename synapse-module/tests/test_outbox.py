@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from synapse_account_data_audit import chain, digest, outbox
+from synapse_account_data_audit import chain, keyed_digest, outbox
 from synapse_account_data_audit.store import create_tables_txn
 
 from .fakes import FakeDatabase
@@ -47,7 +47,7 @@ def test_rows_come_back_in_sequence_order_with_increasing_seq() -> None:
         "content_size": 2,
         "commitment": "sha256:" + hashlib.sha256(f"{salt}{{}}".encode()).hexdigest(),
         "salt": salt,
-        "keyed_digest": digest.keyed_digest_of_key(b"key", "@u0:test.local", None, "m.test", "{}"),
+        "keyed_digest": keyed_digest.keyed_digest_of_key(b"key", "@u0:test.local", None, "m.test", "{}"),
         "chain": {"prev": "0" * 64, "hash": rows[0].hash, "version": 2},
     }
     # Fetched without its salt (not stored), a content row refuses to go out rather than go out unbound.

@@ -158,16 +158,16 @@ describe("the audit policy", () => {
         const json = '{"enabled":true}';
         await host.dispatch(change("c1", json, null, { type: "org.example.flag" }));
         const content = sender.sent[0]?.content as Record<string, unknown>;
-        const digest = keyedDigest(json);
+        const keyed = keyedDigest(json);
         expect(content.body).toBe(
             `${ALICE} has changed their account data for type org.example.flag to: ` +
-                `[content withheld: 16 bytes, keyed digest ${digest.slice(0, 16)}]`,
+                `[content withheld: 16 bytes, keyed digest ${keyed.slice(0, 16)}]`,
         );
         expect(String(content.formatted_body)).toContain("the audit policy records metadata only");
         expect(content[RECORD_KEY]).toMatchObject({
             level: "metadata",
             content_size: 16,
-            content_digest: `hmac-sha256:${digest}`,
+            content_digest: `hmac-sha256:${keyed}`,
         });
         expect(content[RECORD_KEY]).not.toHaveProperty("content");
         expect(JSON.stringify(content)).not.toContain("enabled");

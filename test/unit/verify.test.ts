@@ -195,7 +195,7 @@ describe("verify with chain v2", () => {
         expect(report).toMatchObject({ intact: true, records: 10, start: "genesis", newest: { seq: 10 } });
     });
 
-    it("binds a shown content to the chain: content and its plain digest changed together are caught", () => {
+    it("binds a shown content to the chain: content and its plain content_digest changed together are caught", () => {
         const events = trailV2(6);
         const copy = structuredClone(events[5] as RoomEvent);
         copy.event_id = "$forged";

@@ -50,8 +50,8 @@ export function changeHtml(change: ChangeHtml): string {
 
 export function withheldHtml(size: number, keyedDigest: string | null, reason: "secret" | "policy"): string {
     const why = reason === "secret" ? "it holds encrypted secrets" : "the audit policy records metadata only";
-    const digest = keyedDigest !== null ? `, keyed digest <code>${escapeHtml(keyedDigest.slice(0, 16))}</code>` : "";
-    return `<p><em>Content withheld</em> (${escapeHtml(why)}): ${size} bytes${digest}.</p>`;
+    const keyed = keyedDigest !== null ? `, keyed digest <code>${escapeHtml(keyedDigest.slice(0, 16))}</code>` : "";
+    return `<p><em>Content withheld</em> (${escapeHtml(why)}): ${size} bytes${keyed}.</p>`;
 }
 
 export function omittedHtml(size: number): string {

@@ -43,8 +43,8 @@ export function auditMessageBody(userId: string, roomId: string | null, type: st
 
 /** What stands in for withheld content: its size and the first 16 hex digits of its keyed digest. */
 export function withheldText(size: number, keyedDigest: string | null): string {
-    const digest = keyedDigest !== null ? `, keyed digest ${keyedDigest.slice(0, 16)}` : "";
-    return `[content withheld: ${size} bytes${digest}]`;
+    const keyed = keyedDigest !== null ? `, keyed digest ${keyedDigest.slice(0, 16)}` : "";
+    return `[content withheld: ${size} bytes${keyed}]`;
 }
 
 /** Cuts ASCII JSON text to `length` characters without leaving half an escape sequence at the end. */

@@ -73,8 +73,8 @@ function what(fields: QuarantineFields): string {
 
 function contentFacts(fields: QuarantineFields): string {
     if (fields.kind !== "change") return "";
-    const digest = typeof fields.keyed_digest === "string" ? `, keyed digest ${fields.keyed_digest.slice(0, 16)}` : "";
-    return ` Content withheld: ${Number(fields.content_size)} bytes${digest}.`;
+    const keyed = typeof fields.keyed_digest === "string" ? `, keyed digest ${fields.keyed_digest.slice(0, 16)}` : "";
+    return ` Content withheld: ${Number(fields.content_size)} bytes${keyed}.`;
 }
 
 /** The m.notice body of a quarantined record. */

@@ -1,6 +1,6 @@
 /**
  * The structured data on every audit event, under one namespaced key, for tools that read the audit room: what
- * changed, how much of it the room shows, and digests to check it against. Documented in README ("The audit
+ * changed, how much of it the room shows, and hashes to check it against. Documented in README ("The audit
  * record"). Content travels as JSON text, never as an object: account data may hold floats and integers beyond
  * 2^53, which Synapse refuses in event content (and JavaScript numbers would round).
  */
@@ -48,7 +48,7 @@ export function changeRecord(
     level: Exclude<AuditLevel, "none">,
     withContent = true,
 ): Record<string, unknown> {
-    const digest =
+    const contentDigest =
         level === "full"
             ? `sha256:${sha256Hex(change.contentJson)}`
             : change.keyedDigest !== null
@@ -70,7 +70,7 @@ export function changeRecord(
         // Only for changes the host module polled from Synapse's tables (room tags, push rules).
         ...(change.source !== undefined && change.source !== "callback" ? { source: change.source } : {}),
         content_size: committed?.size ?? Buffer.byteLength(change.contentJson, "utf8"),
-        content_digest: digest,
+        content_digest: contentDigest,
         ...(level !== "full" ? {} : withContent ? { content: change.contentJson } : { content_omitted: "too_large" }),
         // The salt only where the content is shown: with it, anyone can check the content against the chain;
         // without it, the commitment tells nothing about a withheld value.

@@ -10,8 +10,8 @@ Version 2 (every row written by this version; README, "The hash chain", has a wo
 ``commitment`` is ``sha256:<hex>`` of a per-record salt followed by the content's JSON text: it binds the
 content to the chain, so anyone holding the content and the salt can check it, while a record whose content
 is withheld (its salt withheld with it) gives nothing to test guesses against. ``keyed_digest`` is
-``hmac-sha256:<hex>`` (see ``digest``). Records with no content (deactivation, gap, checkpoint) have null
-size and commitment; a checkpoint has no keyed digest either.
+``hmac-sha256:<hex>`` (see ``keyed_digest``). Records with no content (deactivation, gap, checkpoint) have
+null size and commitment; a checkpoint has no keyed digest either.
 
 Version 1 (rows written before the upgrade, still delivered and verified as they were):
 
@@ -55,7 +55,7 @@ class Link:
 
 
 def canonical(link: Link) -> str:
-    digest = f"hmac-sha256:{link.keyed_digest}" if link.keyed_digest else None
+    content_digest = f"hmac-sha256:{link.keyed_digest}" if link.keyed_digest else None
     fields = [
         CHAIN_VERSION,
         link.seq,
@@ -65,7 +65,7 @@ def canonical(link: Link) -> str:
         link.user_id,
         link.room_id,
         link.account_data_type,
-        digest,
+        content_digest,
         link.prev_hash,
     ]
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
@@ -96,7 +96,7 @@ class LinkV2:
 
 
 def canonical_v2(link: LinkV2) -> str:
-    digest = f"hmac-sha256:{link.keyed_digest}" if link.keyed_digest else None
+    keyed = f"hmac-sha256:{link.keyed_digest}" if link.keyed_digest else None
     fields = [
         "v2",
         link.seq,
@@ -108,7 +108,7 @@ def canonical_v2(link: LinkV2) -> str:
         link.account_data_type,
         link.content_size,
         link.commitment,
-        digest,
+        keyed,
         link.prev_hash,
     ]
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
@@ -119,8 +119,8 @@ def record_hash_v2(link: LinkV2) -> str:
 
 
 def salt_for(key: bytes, change_id: str) -> str:
-    """A record's salt, derived from the digest key rather than stored: every delivery (after any restart, on
-    any instance) sends the same one, and nobody without the key can compute it."""
+    """A record's salt, derived from the keyed-digest key rather than stored: every delivery (after any
+    restart, on any instance) sends the same one, and nobody without the key can compute it."""
     mac = hmac.new(key, f"salt:{change_id}".encode(), hashlib.sha256)
     return mac.hexdigest()[:SALT_HEX_DIGITS]
 

@@ -52,7 +52,7 @@ class AccountDataKey:
 
 
 def key_hash(key: AccountDataKey) -> int:
-    """A signed 63-bit digest of the key (fits BIGINT on both engines)."""
+    """A signed 63-bit hash of the key (fits BIGINT on both engines)."""
     text = "\0".join((key.user_id, key.room_id or "", key.account_data_type))
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 

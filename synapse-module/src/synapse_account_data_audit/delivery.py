@@ -25,7 +25,7 @@ from twisted.internet import defer
 
 from . import health_stats, outbox
 from .config import AuditModuleConfig
-from .digests import DigestPolicy, whole_group_prefixes
+from .digest_mode import DigestPolicy, whole_group_prefixes
 from .logsafe import describe_with_trace
 from .sinks import SinkFeeder, sinks_through
 from .store import AuditStore
@@ -110,7 +110,7 @@ class Deliverer:
         #: acknowledgement (see README, "The hash chain"); loaded from the database before the first request.
         self._head: Any = _NO_HEAD
         self._acked: Any = None
-        #: Digest mode as the appservice last asked for it (see ``digests``); off until it says.
+        #: Digest mode as the appservice last asked for it (see ``digest_mode``); off until it says.
         self._digest: DigestPolicy | None = None
         self._digest_heard = False
         #: The backoff's sleep, cut short by ``wake`` (the appservice is back: see ``wake``).

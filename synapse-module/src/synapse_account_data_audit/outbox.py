@@ -180,8 +180,8 @@ def lock_txn(txn: LoggingTransaction) -> None:
 
 def insert_many_txn(txn: LoggingTransaction, key: bytes, changes: list[NewChange]) -> list[OutboxRow]:
     """Inserts ``changes`` in list order (their sequence numbers increase in that order), each with its
-    keyed digest and salt under the digest ``key``, and extends the hash chain over them (chain version 2).
-    Returns the rows as written."""
+    keyed digest and salt under the keyed-digest ``key``, and extends the hash chain over them (chain
+    version 2). Returns the rows as written."""
     if not changes:
         return []
     lock_txn(txn)
@@ -190,10 +190,10 @@ def insert_many_txn(txn: LoggingTransaction, key: bytes, changes: list[NewChange
     rows: list[OutboxRow] = []
     for i, change in enumerate(changes):
         sealed = seal(key, change)
-        digest = link_hash(sealed, first + i, prev)
-        fields = {**sealed.__dict__, "prev_hash": prev, "hash": digest}
+        row_hash = link_hash(sealed, first + i, prev)
+        fields = {**sealed.__dict__, "prev_hash": prev, "hash": row_hash}
         rows.append(OutboxRow(**fields, seq=first + i, chain_version=chain.CURRENT_VERSION))
-        prev = digest
+        prev = row_hash
     set_meta_txn(txn, chain.HEAD_NAME, prev)
     set_meta_txn(txn, HEAD_TS_NAME, str(rows[-1].created_ts))
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
@@ -227,7 +227,7 @@ def fetch_batch_txn(
         kind,
         stream_id,
         details,
-        digest,
+        keyed,
         prev_hash,
         row_hash,
         version,
@@ -248,7 +248,7 @@ def fetch_batch_txn(
                 kind=str(kind),
                 stream_id=int(stream_id) if stream_id is not None else None,
                 details=details,
-                keyed_digest=digest,
+                keyed_digest=keyed,
                 prev_hash=prev_hash,
                 hash=row_hash,
                 seq=int(seq),

@@ -13,7 +13,7 @@ polls their tables (``tags``, ``push_rules``) every ``poll_tags_push_rules_secon
   and, in that one transaction, writes them into the outbox (the hash chain, as any change) and moves the
   position: exactly once across restarts and crashes.
 - The records are ordinary changes (``kind`` change, ``source`` tags or push_rules), so the audit policy,
-  the chain, digests and ``verify`` treat them like any other.
+  the chain, digest mode and ``verify`` treat them like any other.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from synapse.storage.database import LoggingTransaction
 
 from . import push_rules, tags
 from .dbutil import table_columns_txn
-from .digest import digest_key_txn
+from .keyed_digest import keyed_digest_key_txn
 from .logsafe import describe
 from .outbox import insert_many_txn
 from .pollstate import PollState, load_state_txn, read_limit, save_state_txn
@@ -147,7 +147,7 @@ def poll_txn(
     new = [row for row in rows if state.is_new(row[0])]
     changes = source.changes_txn(txn, new, now_ms, new_id) if new else []
     if changes:
-        insert_many_txn(txn, digest_key_txn(txn), changes)
+        insert_many_txn(txn, keyed_digest_key_txn(txn), changes)
     if new or first_start:
         save_state_txn(txn, source.state_name, state.advanced(row[0] for row in new))
     return len(changes), len(rows) == limit

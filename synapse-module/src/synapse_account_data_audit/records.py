@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import chain
-from .digest import keyed_digest, keyed_digest_of_key
+from .keyed_digest import keyed_digest, keyed_digest_of_key
 
 #: What an outbox row is: an account-data change the callback saw, one that crash recovery found in
 #: Synapse's tables, or a notice that earlier values of some keys were overwritten before they were recorded.
@@ -47,13 +47,13 @@ class NewChange:
     stream_id: int | None = None
     #: For a gap notice: its JSON (the keys concerned and how many values were lost).
     details: str | None = None
-    #: The keyed digest (see ``digest``), set when written (``seal``); None for a checkpoint.
+    #: The keyed digest (see ``keyed_digest``), set when written (``seal``); None for a checkpoint.
     keyed_digest: str | None = None
     #: The hash chain (see ``chain``), set when written.
     prev_hash: str | None = None
     hash: str | None = None
     #: A content record's salt (chain version 2), set when written and when fetched for delivery. Never
-    #: stored: it is derived from the digest key (``chain.salt_for``).
+    #: stored: it is derived from the keyed-digest key (``chain.salt_for``).
     salt: str | None = None
     #: Where the change was found: the account-data callback, or Synapse's tables polled for what the
     #: callback never sees (``SOURCE_TAGS``, ``SOURCE_PUSH_RULES``; see ``poller``). Not in the chain: like
@@ -79,16 +79,16 @@ class NewChange:
 def seal(key: bytes, change: NewChange) -> NewChange:
     """``change`` with its keyed digest and (a content record) its salt, as chain version 2 covers them."""
     if change.kind == KIND_GAP:
-        digest: str | None = keyed_digest(key, change.details or "{}")
+        keyed: str | None = keyed_digest(key, change.details or "{}")
     elif change.kind == KIND_CHECKPOINT:
-        digest = None
+        keyed = None
     else:
         # A deactivation's "value" is its facts, under the user's key with no room and no type.
-        digest = keyed_digest_of_key(
+        keyed = keyed_digest_of_key(
             key, change.user_id, change.room_id, change.account_data_type, change.content
         )
     salt = chain.salt_for(key, change.change_id) if change.has_content else None
-    return replace(change, keyed_digest=digest, salt=salt)
+    return replace(change, keyed_digest=keyed, salt=salt)
 
 
 def link_hash(change: NewChange, seq: int, prev_hash: str) -> str:
@@ -117,8 +117,8 @@ class OutboxRow(NewChange):
     """A change in the outbox, with its sequence number."""
 
     seq: int = field(kw_only=True)
-    #: The first seq of the digest this row is delivered in, or 0 to go alone, once decided (see ``digests``);
-    #: never changes.
+    #: The first seq of the digest this row is delivered in, or 0 to go alone, once decided (see
+    #: ``digest_mode``); never changes.
     digest_group: int | None = field(default=None, kw_only=True)
     #: The chain version the row's hash was computed with: 1 for rows written before version 2 (NULL in the
     #: table), so they go out, and verify, exactly as they were written.

@@ -148,8 +148,8 @@ def plan_recovery(
     unaccounted = _unaccounted_ranges([p for p in explained if p > after], after, fence)
 
     by_key: dict[int, list[int]] = {}
-    for position, digest in recorded.items():
-        by_key.setdefault(digest, []).append(position)
+    for position, hashed in recorded.items():
+        by_key.setdefault(hashed, []).append(position)
     for positions in by_key.values():
         positions.sort()
 
@@ -231,8 +231,8 @@ def recover_txn(
     new_id: Callable[[], str],
     key: bytes,
 ) -> RecoveryResult:
-    """Runs recovery up to ``fence`` (see the module docstring); one transaction. ``key``: the digest key
-    the new outbox rows are sealed with (see ``outbox.insert_many_txn``)."""
+    """Runs recovery up to ``fence`` (see the module docstring); one transaction. ``key``: the keyed-digest
+    key the new outbox rows are sealed with (see ``outbox.insert_many_txn``)."""
     after = get_state_txn(txn, STATE_RECOVERED_THROUGH)
     marker = get_meta_txn(txn, CLEAN_SHUTDOWN)
     if marker is not None:

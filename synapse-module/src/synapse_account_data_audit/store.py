@@ -10,10 +10,10 @@ from typing import Any
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 
-from . import claims, compat, digest, meta, outbox, recovery
+from . import claims, compat, keyed_digest, meta, outbox, recovery
 from .checkpoints import checkpoint_if_idle_txn
 from .dbutil import is_postgres
-from .digests import DigestPolicy, fetch_for_delivery_txn
+from .digest_mode import DigestPolicy, fetch_for_delivery_txn
 from .health_stats import LAST_DELIVERY_NAME
 from .recovery import RecoveryResult, recover_txn
 
@@ -135,7 +135,9 @@ class AuditStore:
     async def ensure_tables(self) -> None:
         if not self._tables_ready:
             await self._api.run_db_interaction("account_data_audit_create", create_tables_txn)
-            self._key = await self._api.run_db_interaction("account_data_audit_key", digest.digest_key_txn)
+            self._key = await self._api.run_db_interaction(
+                "account_data_audit_key", keyed_digest.keyed_digest_key_txn
+            )
             # Before the first claim and before recovery: both read Synapse's tables.
             self.synapse_tables = await self._api.run_db_interaction(
                 "account_data_audit_compat", compat.check_tables_txn
@@ -215,7 +217,7 @@ class AuditStore:
         )
 
     async def digest_settings(self) -> Any:
-        """The appservice's digest settings as it last gave them (see ``digests``), or None."""
+        """The appservice's digest settings as it last gave them (see ``digest_mode``), or None."""
         await self.ensure_tables()
         text = await self._api.run_db_interaction("account_data_audit_digest", meta.get_meta_txn, DIGEST_NAME)
         return json.loads(text) if text else None

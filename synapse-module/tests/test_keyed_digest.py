@@ -1,9 +1,9 @@
-"""The keyed content digest: one key per server, made once; every recorded change carries its digest."""
+"""The keyed content digest: one key per server, made once; every recorded change carries its keyed digest."""
 
 import hashlib
 import hmac
 
-from synapse_account_data_audit import digest, outbox
+from synapse_account_data_audit import keyed_digest, outbox
 from synapse_account_data_audit.store import create_tables_txn, record_txn
 
 from .fakes import FakeDatabase
@@ -12,9 +12,9 @@ from .fakes import FakeDatabase
 def test_the_key_is_made_once_and_then_read_back() -> None:
     db = FakeDatabase()
     db.run("", create_tables_txn)
-    first = db.run("", digest.digest_key_txn).result
+    first = db.run("", keyed_digest.keyed_digest_key_txn).result
     assert isinstance(first, bytes) and len(first) == 32
-    assert db.run("", digest.digest_key_txn).result == first
+    assert db.run("", keyed_digest.keyed_digest_key_txn).result == first
 
 
 def _record_and_fetch(
@@ -30,7 +30,7 @@ def _record_and_fetch(
 def test_recorded_changes_carry_the_keyed_digest_of_their_key_and_value_on_the_wire() -> None:
     db = FakeDatabase()
     db.run("", create_tables_txn)
-    key = db.run("", digest.digest_key_txn).result
+    key = db.run("", keyed_digest.keyed_digest_key_txn).result
     assert isinstance(key, bytes)
     change = outbox.NewChange(
         "c1", "@a:test.local", "!r:test.local", "m.secret_storage.key.k", '{"iv":"abc"}', 1
@@ -78,7 +78,7 @@ def test_a_deactivation_is_digested_under_its_user_and_a_gap_over_its_details() 
             outbox.NewChange("g1", "", None, "", "{}", 2, kind=outbox.KIND_GAP, details='{"lost":1}'),
         ],
     )
-    assert deactivation.keyed_digest == digest.keyed_digest_of_key(
+    assert deactivation.keyed_digest == keyed_digest.keyed_digest_of_key(
         b"key", "@alice:test.local", None, "", facts
     )
-    assert gap.keyed_digest == digest.keyed_digest(b"key", '{"lost":1}')
+    assert gap.keyed_digest == keyed_digest.keyed_digest(b"key", '{"lost":1}')

@@ -2,7 +2,7 @@
 
 from synapse_account_data_audit import outbox
 from synapse_account_data_audit.delivery import _half_length
-from synapse_account_data_audit.digests import (
+from synapse_account_data_audit.digest_mode import (
     DigestPolicy,
     fetch_for_delivery_txn,
     lane_of,
