@@ -4,7 +4,7 @@ export { ConfigError, InvalidConfigError, StartupError } from "./Errors.js";
 export { type AppConfig, configSchema, parseConfig } from "./config/Config.js";
 export { loadConfigFile, parseConfigYaml } from "./config/loadConfig.js";
 export { AuditModule, auditMessageBody } from "./modules/AuditModule.js";
-export type { AuditModuleConfig } from "./modules/AuditModuleConfig.js";
+export type { AuditModuleConfig } from "./config/AuditModuleConfig.js";
 export type {
     AccountDataCallbacks,
     AccountDataContent,

@@ -3,7 +3,7 @@
  */
 import { ConfigError, InvalidConfigError } from "../Errors.js";
 import { isServerName } from "../matrix/Identifiers.js";
-import { auditModuleSchema } from "../modules/AuditModuleConfig.js";
+import { auditModuleSchema } from "./AuditModuleConfig.js";
 import {
     booleanField,
     enumField,

@@ -9,7 +9,7 @@
 import { Logger } from "matrix-appservice-bridge";
 import { prettyJson, pythonDumps } from "../json/PythonJson.js";
 import { EventRefusedError, EventTooLargeError, holdsDelivery } from "../matrix/SendErrors.js";
-import { type AuditModuleConfig, parseAuditModuleConfig } from "./AuditModuleConfig.js";
+import { type AuditModuleConfig, parseAuditModuleConfig } from "../config/AuditModuleConfig.js";
 import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
 import {
     auditMessageBody,

@@ -4,12 +4,12 @@
  * change decides; a change no rule matches is recorded in full. Secrets are withheld whatever the rules say
  * (see SECRET_TYPES) unless `secrets: post`.
  */
-import { enumField, type Infer, listField, section, stringListField } from "../../config/Schema.js";
+import { type AuditLevel, type AuditPolicyConfig, GLOBAL_ROOM } from "../../config/AuditModuleConfig.js";
 import { LosslessObject } from "../../json/LosslessJson.js";
 import { GlobSet } from "./Glob.js";
 
-export const AUDIT_LEVELS = ["none", "metadata", "full"] as const;
-export type AuditLevel = (typeof AUDIT_LEVELS)[number];
+// For the policy's users: these types come from its schema, which sits in config/ (config/ never imports modules/).
+export type { AuditLevel, AuditPolicyConfig };
 
 /**
  * Account data that holds users' encrypted secrets: the secret-storage keys' passphrase parameters (salt,
@@ -36,51 +36,6 @@ export function isSecretStorageItem(content: LosslessObject | null | undefined):
         (item) => item instanceof LosslessObject && item.entries.has("ciphertext") && item.entries.has("mac"),
     );
 }
-
-/** The `rooms` value that stands for global (not per-room) account data. */
-export const GLOBAL_ROOM = "global";
-
-const ruleSchema = section("A rule.", {
-    types: stringListField({ doc: "Glob patterns (* and ?) on the account-data type." }),
-    users: stringListField({ doc: "Glob patterns on the user ID; any user if absent.", default: null }),
-    rooms: stringListField({
-        doc: `Glob patterns on the room ID, or "${GLOBAL_ROOM}" for global account data; anything if absent.`,
-        default: null,
-    }),
-    level: enumField({
-        doc: "full: the message with the content; metadata: without it (size and keyed digest); none: no message.",
-        values: AUDIT_LEVELS,
-    }),
-});
-
-export const auditPolicySchema = section(
-    "What the audit room shows of each change. The first rule that matches decides; a change no rule\n" +
-        "matches is recorded in full.",
-    {
-        rules: listField({
-            doc:
-                "Rules, in order. Each has `types` (glob patterns on the account-data type; * and ? as in a\n" +
-                `shell), optional \`users\` (globs on the user ID) and \`rooms\` (globs on the room ID, "${GLOBAL_ROOM}" for\n` +
-                "global account data), and a `level`: full (the message with the content, as Synapse's example\n" +
-                "module posts it), metadata (the same sentence with the content replaced by its size and a keyed\n" +
-                "digest) or none (no message; the change is still acknowledged and counted).",
-            default: [],
-            sample: [{ types: ["m.fully_read"], rooms: ["*"], level: "none" }],
-            item: ruleSchema,
-        }),
-        secrets: enumField({
-            doc:
-                "withhold: m.secret_storage.*, m.cross_signing.*, m.megolm_backup.v1, org.matrix.msc3814 and\n" +
-                'm.dehydrated_device, and any secret-storage item (content {"encrypted": {key: {ciphertext, mac}}})\n' +
-                "hold encrypted secrets and the parameters to test passphrase guesses offline; they are recorded at\n" +
-                "metadata (or none, if a rule says so), whatever the rules say. post: record them like any other type.",
-            default: "withhold",
-            values: ["withhold", "post"],
-        }),
-    },
-);
-
-export type AuditPolicyConfig = Infer<typeof auditPolicySchema>;
 
 interface CompiledRule {
     types: GlobSet;
