@@ -90,10 +90,11 @@ export function parseVerifyArgs(argv: string[], env: NodeJS.ProcessEnv = process
         }
         return args;
     }
-    args.accessToken ??= env.MATRIX_ACCESS_TOKEN;
     const admin = args.config !== undefined || args.registration !== undefined;
     const auditor = args.homeserver !== undefined || args.room !== undefined || args.accessToken !== undefined;
     if (admin && auditor) return "Give either -c and -f, or --homeserver, --access-token and --room, not both";
+    // The environment's token is only for the auditor's form: an admin with it in their shell still runs -c -f.
+    if (!admin) args.accessToken ??= env.MATRIX_ACCESS_TOKEN || undefined;
     if (admin && (!args.config || !args.registration)) return "Both -c and -f are required";
     if (!admin && (!args.homeserver || !args.accessToken || !args.room)) {
         return "Give -c and -f (admins), or --homeserver, --access-token and --room (auditors)";
