@@ -216,7 +216,8 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     const committed = parseCommitment(raw, field);
     const omitted = raw.content_omitted;
     if (content === null && isObject(omitted) && isCount(omitted.size)) {
-        // Too large for any request the appservice takes: the host module sent it without its content.
+        // Too large for any request the appservice takes, or over the host module's max_content_bytes: the host
+        // module sent it without its content.
         return {
             ...header,
             ...source,
@@ -229,7 +230,10 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
             digestGroup,
             content: new LosslessObject(),
             contentSize: omitted.size,
-            contentError: `the change is too large to deliver (${omitted.size} bytes of content; see ingest.max_body_bytes)`,
+            contentError:
+                omitted.reason === "over_cap"
+                    ? `the content is larger than the host module delivers (${omitted.size} bytes; see max_content_bytes)`
+                    : `the change is too large to deliver (${omitted.size} bytes of content; see ingest.max_body_bytes)`,
         };
     }
     if (typeof content !== "string") {

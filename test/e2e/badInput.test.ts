@@ -108,6 +108,27 @@ describe(`bad input and oversize content (${DATABASE})`, () => {
         await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.after_huge"));
     });
 
+    it("posts a change over the host module's max_content_bytes quarantined, without reading its content", async () => {
+        // Over the default cap (1 MiB) and over this appservice's max_body_bytes: the host module must leave the
+        // content out itself (a 413 would mean it tried to send it).
+        const huge = `{"blob":"${"z".repeat(1024 * 1024 + 1000)}"}`;
+        await alice.setAccountData("org.example.over_cap", huge);
+        await alice.setAccountData("org.example.after_over_cap", "{}");
+        const notice = await env.auditor.waitForRoomEvent((e) =>
+            String(e.content.body).includes("org.example.over_cap"),
+        );
+        expect(notice.content.msgtype).toBe("m.notice");
+        expect(notice.content[RECORD_KEY]).toMatchObject({
+            level: "quarantined",
+            content_size: huge.length,
+            quarantine: { reason: expect.stringContaining("max_content_bytes") },
+        });
+        expect(JSON.stringify(notice.content)).not.toContain("zzzz");
+        await env.auditor.waitForRoomEvent((e) => String(e.content.body).includes("org.example.after_over_cap"));
+        expect(env.synapse.logTail(400)).not.toContain("too large for the appservice");
+        expect((await env.verify()).code).toBe(0);
+    });
+
     it("posts a change too large for any request quarantined, with its size, and keeps the queue moving", async () => {
         const huge = `{"blob":"${"y".repeat(MAX_BODY + 10_000)}"}`;
         await alice.setAccountData("org.example.too_large_to_deliver", huge);

@@ -188,6 +188,13 @@ describe("the change endpoint", () => {
             contentError: expect.stringMatching(/too large to deliver/),
         });
         expect((await post(JSON.stringify({ changes: [wireChange(2, { content: null })] }))).status).toBe(400);
+        // Over the host module's max_content_bytes: said so, with the setting to look at.
+        const overCap = { content: null, content_omitted: { size: 2_000_000, reason: "over_cap" } };
+        expect((await post(JSON.stringify({ changes: [wireChange(3, overCap)] }))).status).toBe(200);
+        expect(dispatched[1]).toMatchObject({
+            contentSize: 2_000_000,
+            contentError: expect.stringMatching(/larger than the host module delivers .*max_content_bytes/),
+        });
     });
 
     it("fails a batch it cannot finish with 503 and how far it got, and the retry resumes", async () => {

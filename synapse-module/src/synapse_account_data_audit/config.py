@@ -21,6 +21,7 @@ _KNOWN_KEYS = frozenset(
         "batch_size",
         "batches_in_flight",
         "max_batch_bytes",
+        "max_content_bytes",
         "backoff_initial_seconds",
         "backoff_max_seconds",
         "poll_interval_seconds",
@@ -46,6 +47,10 @@ class AuditModuleConfig:
     batches_in_flight: int = 2
     #: Soft cap on one request's content bytes; a single larger change is still sent, alone.
     max_batch_bytes: int = 1024 * 1024
+    #: A change whose content has more bytes than this is delivered without it, and posted quarantined with
+    #: its size and keyed digest. Synapse takes values up to its request limit (about 50 MB), and reading one
+    #: costs the appservice up to some 70 bytes of memory per byte; an event shows at most 64 KiB anyway.
+    max_content_bytes: int = 1024 * 1024
     #: First wait after a failed delivery; doubles up to backoff_max_seconds, with jitter.
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 60.0
@@ -141,6 +146,7 @@ def parse_config(config: Any) -> AuditModuleConfig:
         batch_size=_integer(config, "batch_size", 100, 1, 10_000),
         batches_in_flight=_integer(config, "batches_in_flight", 2, 1, 16),
         max_batch_bytes=_integer(config, "max_batch_bytes", 1024 * 1024, 1024, 1024 * 1024 * 1024),
+        max_content_bytes=_integer(config, "max_content_bytes", 1024 * 1024, 1024, 1024 * 1024 * 1024),
         backoff_initial_seconds=backoff_initial,
         backoff_max_seconds=backoff_max,
         poll_interval_seconds=_number(config, "poll_interval_seconds", 5.0, 0.05, 3600),

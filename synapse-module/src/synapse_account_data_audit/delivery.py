@@ -216,7 +216,9 @@ class Deliverer:
     ) -> tuple[Exception | None, Any]:
         """One request: (None, the posted head it reported) or (the error, _NO_HEAD), never raising, so an
         unawaited failure is never left dangling."""
-        body: dict[str, Any] = {"changes": [row.to_wire(without_content) for row in rows]}
+        body: dict[str, Any] = {
+            "changes": [row.to_wire(without_content, self._config.max_content_bytes) for row in rows]
+        }
         # The appservice judges a silence by it: a batch (a checkpoint at least) is due within the interval.
         body["checkpoint_interval_seconds"] = self._config.checkpoint_interval_seconds
         if follows is not None:

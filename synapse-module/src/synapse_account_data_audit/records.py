@@ -124,11 +124,12 @@ class OutboxRow(NewChange):
     #: table), so they go out, and verify, exactly as they were written.
     chain_version: int = field(default=1, kw_only=True)
 
-    def to_wire(self, without_content: bool = False) -> dict[str, Any]:
+    def to_wire(self, without_content: bool = False, content_cap: int | None = None) -> dict[str, Any]:
         """The row as the delivery protocol carries it (``content`` stays JSON text). ``without_content``:
         ``content`` is null and ``content_omitted`` says how large it was (the appservice could not take it in
         any request, and posts the change quarantined); a version 2 row keeps its size, commitment and salt,
-        so its link still checks."""
+        so its link still checks. ``content_cap``: the same for a content of more bytes than that
+        (``max_content_bytes``): reading a value of tens of megabytes would cost the appservice gigabytes."""
         wire: dict[str, Any] = {"id": self.change_id, "seq": self.seq, "ts": self.created_ts}
         if self.kind == KIND_GAP:
             wire.update(kind=KIND_GAP, gap=json.loads(self.details or "{}"))
@@ -147,10 +148,13 @@ class OutboxRow(NewChange):
                 user_id=self.user_id,
                 room_id=self.room_id,
                 type=self.account_data_type,
-                content=None if without_content else self.content,
             )
-            if without_content:
-                wire["content_omitted"] = {"size": len(self.content.encode("utf-8")), "reason": "too_large"}
+            size = chain.content_size(self.content)
+            over_cap = content_cap is not None and size > content_cap
+            wire["content"] = None if without_content or over_cap else self.content
+            if without_content or over_cap:
+                reason = "too_large" if without_content else "over_cap"
+                wire["content_omitted"] = {"size": size, "reason": reason}
             if self.kind == KIND_RECOVERED:
                 wire["recovered"] = True
             if self.source != SOURCE_CALLBACK:

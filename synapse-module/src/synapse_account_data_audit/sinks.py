@@ -86,7 +86,10 @@ class SinkFeeder:
                     if self._more:
                         continue
                     return
-                body: dict[str, Any] = {"changes": [row.to_wire() for row in rows], "sinks_only": ["jsonl"]}
+                body: dict[str, Any] = {
+                    "changes": [row.to_wire(content_cap=self._config.max_content_bytes) for row in rows],
+                    "sinks_only": ["jsonl"],
+                }
                 body["acked_head"] = self._acked_head()
                 try:
                     answer = await post_json(

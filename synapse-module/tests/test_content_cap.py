@@ -1,0 +1,51 @@
+"""max_content_bytes: a change with more content goes out without it (the appservice quarantines it)."""
+
+from __future__ import annotations
+
+import json
+
+from synapse_account_data_audit import outbox
+from synapse_account_data_audit.config import parse_config
+from synapse_account_data_audit.records import seal
+
+CAP = 1024
+
+
+def _row(content: str) -> outbox.OutboxRow:
+    change = outbox.NewChange("c1", "@a:example.org", None, "org.example.t", content, 7)
+    sealed = seal(b"k", change)
+    return outbox.OutboxRow(**{**vars(sealed), "salt": "00" * 16}, seq=3, chain_version=2)
+
+
+def test_content_over_the_cap_goes_without_it_and_keeps_what_its_link_covers() -> None:
+    content = json.dumps({"blob": "é" * CAP})
+    wire = _row(content).to_wire(content_cap=CAP)
+    size = len(content.encode("utf-8"))
+    assert wire["content"] is None
+    assert wire["content_omitted"] == {"size": size, "reason": "over_cap"}
+    assert wire["content_size"] == size and wire["commitment"] and wire["salt"] == "00" * 16
+
+
+def test_content_at_the_cap_goes_whole() -> None:
+    content = '{"b":"' + "x" * (CAP - 8) + '"}'
+    assert len(content.encode("utf-8")) == CAP
+    wire = _row(content).to_wire(content_cap=CAP)
+    assert wire["content"] == content and "content_omitted" not in wire
+
+
+def test_without_content_says_too_large_whatever_the_cap() -> None:
+    wire = _row("{}").to_wire(without_content=True, content_cap=CAP)
+    assert wire["content"] is None and wire["content_omitted"] == {"size": 2, "reason": "too_large"}
+
+
+def test_the_cap_defaults_to_a_mebibyte_and_is_checked() -> None:
+    base = {"appservice_url": "http://127.0.0.1:9993", "token": "t"}
+    assert parse_config(base).max_content_bytes == 1024 * 1024
+    assert parse_config({**base, "max_content_bytes": 4096}).max_content_bytes == 4096
+    for bad in (0, 100, "1M", True):
+        try:
+            parse_config({**base, "max_content_bytes": bad})
+        except Exception as e:
+            assert "max_content_bytes" in str(e)
+        else:
+            raise AssertionError(f"accepted max_content_bytes={bad!r}")
