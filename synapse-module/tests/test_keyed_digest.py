@@ -59,7 +59,7 @@ def test_equal_values_of_different_keys_differ_and_a_repeated_value_keeps_its_di
             outbox.NewChange("c5", "@alice:test.local", None, "m.secret_storage.key.j", value, 5),
         ],
     )
-    # Bob cannot test guesses of Alice's withheld value by setting his own and comparing digests.
+    # Bob cannot test guesses of Alice's withheld value by setting his own and comparing keyed digests.
     assert alice.keyed_digest != bob.keyed_digest
     assert alice.keyed_digest not in (alice_room.keyed_digest, alice_other_type.keyed_digest)
     # An auditor still sees that Alice's key went back to a value it had.
