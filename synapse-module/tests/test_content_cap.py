@@ -7,6 +7,9 @@ import json
 from synapse_account_data_audit import outbox
 from synapse_account_data_audit.config import parse_config
 from synapse_account_data_audit.records import seal
+from synapse_account_data_audit.store import create_tables_txn
+
+from .fakes import FakeDatabase
 
 CAP = 1024
 
@@ -49,3 +52,38 @@ def test_the_cap_defaults_to_a_mebibyte_and_is_checked() -> None:
             assert "max_content_bytes" in str(e)
         else:
             raise AssertionError(f"accepted max_content_bytes={bad!r}")
+
+
+def _outbox_with(*changes: tuple[str, str]) -> FakeDatabase:
+    db = FakeDatabase()
+    db.run("", create_tables_txn)
+    for n, (data_type, content) in enumerate(changes):
+        change = outbox.NewChange(f"id{n}", "@a:example.org", None, data_type, content, 1000 + n)
+        db.run("", outbox.insert_many_txn, b"key", [change])
+    return db
+
+
+def _fetch(db: FakeDatabase, max_bytes: int) -> list[str]:
+    rows = db.run("", outbox.fetch_batch_txn, 100, max_bytes).result
+    assert isinstance(rows, list)
+    return [row.change_id for row in rows]
+
+
+def test_a_batch_counts_the_type_too() -> None:
+    # Types of any length are stored (Synapse's limit is its request line): 100 rows of long types with
+    # empty contents must not make one huge request.
+    db = _outbox_with(("t" * 600, "{}"), ("t" * 600, "{}"), ("t" * 600, "{}"))
+    assert _fetch(db, 1300) == ["id0", "id1"]
+
+
+def test_a_large_row_goes_alone_and_the_rows_after_it_wait_for_the_next_batch() -> None:
+    big = json.dumps({"blob": "x" * 5000})
+    db = _outbox_with(("m.a", "{}"), ("m.b", big), ("m.c", "{}"))
+    assert _fetch(db, 1000) == ["id0"]
+    first = db.run("", outbox.fetch_batch_txn, 100, 1000, 1).result
+    assert [(row.change_id, row.content) for row in first] == [("id1", big)]
+    assert _fetch(db, 1 << 20) == ["id0", "id1", "id2"]
+
+
+def test_an_empty_outbox_gives_no_batch() -> None:
+    assert _fetch(_outbox_with(), 10) == []

@@ -208,14 +208,30 @@ def fetch_batch_txn(
     txn: LoggingTransaction, limit: int, max_bytes: int, after_seq: int = 0
 ) -> list[OutboxRow]:
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
-    ``max_bytes`` of content (always at least one row, however large). Without their salts (see
-    ``AuditStore.fetch_batch``)."""
+    ``max_bytes`` of content, type and details (always at least one row, however large). Without their salts
+    (see ``AuditStore.fetch_batch``).
+
+    The sizes are read first and only the rows that fit are fetched: anyone can store values of tens of
+    megabytes, and reading ``limit`` of them at once would hold gigabytes in Synapse's memory."""
     txn.execute(
-        f"SELECT seq, {_COLUMNS}, digest_group FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        f"SELECT seq, LENGTH(COALESCE(content, '')) + LENGTH(COALESCE(details, ''))"
+        f" + LENGTH(COALESCE(account_data_type, '')) FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
         (after_seq, limit),
     )
-    rows: list[OutboxRow] = []
+    last_seq: int | None = None
     total = 0
+    for seq, size in list(txn):
+        total += int(size)
+        if last_seq is not None and total > max_bytes:
+            break
+        last_seq = int(seq)
+    if last_seq is None:
+        return []
+    txn.execute(
+        f"SELECT seq, {_COLUMNS}, digest_group FROM {TABLE} WHERE seq > ? AND seq <= ? ORDER BY seq ASC",
+        (after_seq, last_seq),
+    )
+    rows: list[OutboxRow] = []
     for (
         seq,
         change_id,
@@ -234,9 +250,6 @@ def fetch_batch_txn(
         source,
         digest_group,
     ) in txn:
-        total += len(content) + len(details or "")
-        if rows and total > max_bytes:
-            break
         rows.append(
             OutboxRow(
                 change_id=change_id,
