@@ -3,8 +3,8 @@
  * recovered from Synapse's own tables at the next start, once each; a key changed twice in the window gets
  * its newest value and one gap notice.
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createTestEnv, HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
+import { describe, expect, it } from "vitest";
+import { HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
 import {
     burstThroughFault,
     COUNTER_TYPE,
@@ -13,20 +13,13 @@ import {
     heldChanges,
     newUsers,
     outboxDepth,
-    reportOnFailure,
 } from "./helpers.js";
+import { envForEachTest } from "./setup.js";
 
 describe(`crash recovery (${DATABASE})`, () => {
     let env: TestEnv;
 
-    beforeEach(async ({ onTestFailed }) => {
-        env = await createTestEnv({ database: DATABASE });
-        await env.auditor.catchUp();
-        reportOnFailure(() => env, onTestFailed);
-    });
-    afterEach(async () => {
-        await env?.tearDown();
-    });
+    envForEachTest({ database: DATABASE }, (created) => (env = created));
 
     it("recovers every change held in the writer's window at SIGKILL, once each, with a gap notice for a key changed twice", async () => {
         const [alice, bob] = await newUsers(env, "h", 2);

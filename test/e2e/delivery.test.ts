@@ -1,23 +1,20 @@
 /** Scenarios 3-5: nothing lost, nothing twice, order kept, across appservice and Synapse outages. */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
-import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth, reportOnFailure } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import type { TestEnv } from "../../src/devenv/TestEnv.js";
+import { burst, DATABASE, expectAllInOrderOnce, newUsers, outboxDepth } from "./helpers.js";
+import { envForEachTest } from "./setup.js";
 
 describe(`delivery through outages (${DATABASE})`, () => {
     let env: TestEnv;
 
-    beforeEach(async ({ onTestFailed }) => {
-        // These count audit events: one per change (digest mode, on by default, would group a backlog).
-        env = await createTestEnv({
+    // These count audit events: one per change (digest mode, on by default, would group a backlog).
+    envForEachTest(
+        {
             database: DATABASE,
             appserviceConfig: { sending: { retry_initial_ms: 50, retry_max_ms: 1000, digest: { enabled: false } } },
-        });
-        await env.auditor.catchUp();
-        reportOnFailure(() => env, onTestFailed);
-    });
-    afterEach(async () => {
-        await env?.tearDown();
-    });
+        },
+        (created) => (env = created),
+    );
 
     it("delivers 200 changes by 10 users made while the appservice was stopped", async () => {
         await env.appservice.stop();

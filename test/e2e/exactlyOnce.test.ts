@@ -2,8 +2,8 @@
  * Exactly once across restarts: audit events are sent with the sender's device, so the homeserver keeps their
  * transaction IDs in its database and a resend after its restart returns the event it already has.
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createTestEnv, type TestEnv } from "../../src/devenv/TestEnv.js";
+import { describe, expect, it } from "vitest";
+import type { TestEnv } from "../../src/devenv/TestEnv.js";
 import { CHANGES_PATH } from "../../src/ingest/Protocol.js";
 import {
     DATABASE,
@@ -13,24 +13,20 @@ import {
     outboxDepth,
     progressGate,
     resilientBurst,
-    reportOnFailure,
 } from "./helpers.js";
+import { envForEachTest } from "./setup.js";
 
 describe(`exactly once across restarts (${DATABASE})`, () => {
     let env: TestEnv;
 
-    beforeEach(async ({ onTestFailed }) => {
-        // These count audit events: one per change (digest mode, on by default, would group a backlog).
-        env = await createTestEnv({
+    // These count audit events: one per change (digest mode, on by default, would group a backlog).
+    envForEachTest(
+        {
             database: DATABASE,
             appserviceConfig: { sending: { retry_initial_ms: 50, retry_max_ms: 1000, digest: { enabled: false } } },
-        });
-        await env.auditor.catchUp();
-        reportOnFailure(() => env, onTestFailed);
-    });
-    afterEach(async () => {
-        await env?.tearDown();
-    });
+        },
+        (created) => (env = created),
+    );
 
     it("a change sent again after both the homeserver and the appservice restarted is not posted twice", async () => {
         // The host module resends a batch whose acknowledgement was lost; here the test plays the host module,

@@ -2,29 +2,15 @@
  * Synapse with workers (PostgreSQL and Redis): a generic worker is the account-data stream writer, the host
  * module records and delivers there, clients write through the main process. Run on PostgreSQL only.
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createTestEnv, HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
-import {
-    auditBody,
-    burstThroughFault,
-    DATABASE,
-    gapNotices,
-    heldChanges,
-    newUsers,
-    reportOnFailure,
-} from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { HELD_WRITER_MODULE, type TestEnv } from "../../src/devenv/TestEnv.js";
+import { auditBody, burstThroughFault, DATABASE, gapNotices, heldChanges, newUsers } from "./helpers.js";
+import { envForEachTest } from "./setup.js";
 
 describe.skipIf(DATABASE !== "postgres")("Synapse with an account-data writer worker", () => {
     let env: TestEnv;
 
-    beforeEach(async ({ onTestFailed }) => {
-        env = await createTestEnv({ workers: true });
-        await env.auditor.catchUp();
-        reportOnFailure(() => env, onTestFailed);
-    });
-    afterEach(async () => {
-        await env?.tearDown();
-    });
+    envForEachTest({ workers: true }, (created) => (env = created));
 
     it("recovers on the writer worker what it held when it was SIGKILLed", async () => {
         const [alice, bob] = await newUsers(env, "w", 2);
