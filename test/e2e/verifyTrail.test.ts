@@ -103,8 +103,9 @@ describe(`verify, complete and alive (${DATABASE})`, () => {
     });
 
     it("names a forged second copy posted with the appservice's token", async () => {
-        const original = env.auditor.received.find((e) => recordOf(e)?.type === "org.example.after_state");
-        const forged = structuredClone(original?.content) as Record<string, unknown>;
+        await alice.setAccountData("org.example.forge_me", '{"n":1}');
+        const original = await env.auditor.waitForRoomEvent((e) => recordOf(e)?.type === "org.example.forge_me");
+        const forged = structuredClone(original.content);
         const record = forged[RECORD_KEY] as Record<string, unknown>;
         // Content, its plain digest and the body changed together: only the chain's commitment can tell.
         record.content = '{"n":2}';
