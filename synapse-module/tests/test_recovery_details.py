@@ -5,6 +5,7 @@ import json
 from typing import cast
 
 from synapse_account_data_audit import claims
+from synapse_account_data_audit.claims import AccountDataKey, key_hash
 from synapse_account_data_audit.meta import set_meta_txn
 from synapse_account_data_audit.recovery import (
     CLEAN_SHUTDOWN,
@@ -112,3 +113,11 @@ def test_the_first_start_says_where_the_trail_starts() -> None:
     db.run("", create_tables_txn)
     result = recover(db, 42)
     assert (result.first_start, result.window, result.recovered, result.gap_keys) == (42, None, [], [])
+
+
+def test_a_keys_gap_is_counted_from_its_latest_recorded_change_not_an_earlier_one() -> None:
+    k = AccountDataKey(ALICE, None, "m.k")
+    # K recorded at 12 and 14; 11, 13 and 15 unaccounted; K's current row at 16 is unrecorded.
+    plan = plan_recovery([StoredRow(16, k)], [], {12: key_hash(k), 14: key_hash(k)}, 10, 16)
+    assert [(g.key, g.unaccounted, g.recovered) for g in plan.gap_keys] == [(k, 1, True)]
+    assert (plan.lost, plan.unattributed) == (1, 2)
