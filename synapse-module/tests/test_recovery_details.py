@@ -10,6 +10,7 @@ from synapse_account_data_audit.meta import set_meta_txn
 from synapse_account_data_audit.recovery import (
     CLEAN_SHUTDOWN,
     StoredRow,
+    plan_recovery,
     scan_rows_txn,
     scan_tag_positions_txn,
 )
