@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=20 --optimize-for-size
 /**
  * The process: command line, files, signals. The app itself is built by `start()` in App.ts; the commands and
  * their options are one table (cli/Commands.ts), which `--help` prints whole.
