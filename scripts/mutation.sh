@@ -8,7 +8,7 @@
 # Reports go to reports/ (gitignored): mutation/mutation.html, the scores per folder and per file on stdout.
 #
 #   bash scripts/mutation.sh [ts|python]    one half only (default: both)
-#   STRYKER_ARGS="--mutate src/verify/**/*.ts" bash scripts/mutation.sh ts    one folder while iterating
+#   MUTATE="src/verify/**/*.ts" bash scripts/mutation.sh ts    one folder (or file) while iterating
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -16,8 +16,7 @@ mkdir -p reports
 
 if [ "$what" = all ] || [ "$what" = ts ]; then
     start=$(date +%s)
-    # shellcheck disable=SC2086 # STRYKER_ARGS is a list of arguments
-    node_modules/.bin/stryker run ${STRYKER_ARGS:-}
+    node_modules/.bin/stryker run ${MUTATE:+--mutate "$MUTATE"}
     echo "== Stryker took $(($(date +%s) - start)) s; scores per folder (killed + timed out) / (all but compile errors and ignored):"
     node_modules/.bin/node - reports/mutation/mutation.json <<'JS'
 const report = JSON.parse(require("node:fs").readFileSync(process.argv[2], "utf8"));
