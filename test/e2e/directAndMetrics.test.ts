@@ -44,7 +44,11 @@ describe(`m.direct rewrites and the host module's metrics (${DATABASE})`, () => 
         onTestFailed,
     }) => {
         reportOnFailure(() => env, onTestFailed);
-        const [alice, bob, carol] = await Promise.all(["dm-alice", "dm-bob", "dm-carol"].map((n) => env.newUser(n)));
+        const [alice, bob, carol] = await Promise.all([
+            env.newUser("dm-alice"),
+            env.newUser("dm-bob"),
+            env.newUser("dm-carol"),
+        ]);
         const withBob = await alice.createRoom({ is_direct: true, invite: [bob.userId] });
         const withBob2 = await alice.createRoom({ is_direct: true, invite: [bob.userId] });
         const withCarol = await alice.createRoom({ is_direct: true, invite: [carol.userId] });
