@@ -43,6 +43,7 @@ def test_an_unrecorded_room_change_is_recovered_with_its_room_after_a_gap_notice
     synapse_write(db, BOB, "m.fully_read", '{"event_id":"$b"}', 103, room=ROOM)  # 102 overwritten
     result = recover(db, FENCE_2)
     assert [(r.stream_id, r.key.room_id) for r in result.recovered] == [(103, ROOM)]
+    assert [(g.key.room_id, g.unaccounted, g.recovered) for g in result.gap_keys] == [(ROOM, 2, True)]
     rows = outbox(db)
     assert [r[:5] for r in rows] == [
         ("gap", "", "", "{}", None),
@@ -83,7 +84,7 @@ def test_nothing_new_after_a_clean_shutdown_skips_the_scan_and_says_through_wher
     db.run("", set_meta_txn, CLEAN_SHUTDOWN, str(FENCE_2))
     result = recover(db, FENCE_2)
     assert (result.window, result.recovered, result.gap_keys, result.clean_through) == (None, [], [], FENCE_2)
-    assert result.first_start is None
+    assert (result.first_start, result.lost, result.unattributed) == (None, 0, 0)
     assert outbox(db) == []
     assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result == FENCE_2
 
@@ -105,6 +106,10 @@ def test_a_fence_at_or_below_the_last_window_does_nothing() -> None:
         assert (result.window, result.recovered, result.gap_keys, result.first_start) == (None, [], [], None)
         assert (result.lost, result.unattributed) == (0, 0)
     assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result == FENCE_1
+    # A clean-shutdown marker does not make it look at anything either.
+    db.run("", set_meta_txn, CLEAN_SHUTDOWN, str(FENCE_1))
+    result = recover(db, FENCE_1)
+    assert (result.window, result.clean_through) == (None, None)
 
 
 def test_the_first_start_says_where_the_trail_starts() -> None:
@@ -114,6 +119,7 @@ def test_the_first_start_says_where_the_trail_starts() -> None:
     db.run("", create_tables_txn)
     result = recover(db, 42)
     assert (result.first_start, result.window, result.recovered, result.gap_keys) == (42, None, [], [])
+    assert (result.lost, result.unattributed, result.clean_through) == (0, 0, None)
 
 
 def test_a_keys_gap_is_counted_from_its_latest_recorded_change_not_an_earlier_one() -> None:
