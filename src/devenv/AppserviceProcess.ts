@@ -23,7 +23,8 @@ export class AppserviceProcess {
     public constructor(
         private readonly configPath: string,
         private readonly registrationPath: string,
-        public readonly port: number,
+        /** Where it listens (config.yaml's listen.port): a port reserved by the environment (see net.ts). */
+        public port: number,
     ) {}
 
     private spawnMain(): ChildProcess {
@@ -83,11 +84,23 @@ export class AppserviceProcess {
         return this.process !== null;
     }
 
+    /**
+     * Sends `signal` and waits for the exit; one that ignores SIGTERM for 30 s is killed and reported (else a
+     * hung shutdown would hold up the test's teardown until its hook timed out, and leave the process behind).
+     */
     public async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
         const child = this.process;
         if (!child) return;
         const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
         child.kill(signal);
+        let hung = false;
+        const timer = setTimeout(() => {
+            hung = true;
+            child.kill("SIGKILL");
+        }, 30_000);
         await exited;
+        clearTimeout(timer);
+        if (hung)
+            throw new Error(`The appservice did not exit within 30 s of ${signal}; it was killed:\n${this.output}`);
     }
 }

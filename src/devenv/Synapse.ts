@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import yaml from "js-yaml";
 import postgres from "postgres";
-import { freePort } from "./net.js";
+import { type PortReservation, reservePort, saysAddressInUse } from "./net.js";
 import { SynapseProcess } from "./SynapseProcess.js";
 
 const execFileAsync = promisify(execFile);
@@ -99,6 +99,11 @@ export class SynapseHomeserver {
     public port = 0;
     private replicationPort = 0;
     private workerPort = 0;
+    /** The ports' reservations (see net.ts), held until destroy(): nobody takes them while Synapse restarts. */
+    private reservations: PortReservation[] = [];
+    /** The modules of the last config written (a first start that must move to other ports rewrites it). */
+    private modules: { module: string; config: Record<string, unknown> }[] = [];
+    private everStarted = false;
     private databaseName: string | null = null;
     private readonly main: SynapseProcess;
     /** The account-data writer worker, if there is one. */
@@ -153,11 +158,8 @@ export class SynapseHomeserver {
             throw new Error(`No virtualenv at ${VENV}: run scripts/setup-synapse-venv.sh first`);
         }
         await mkdir(this.opts.dir, { recursive: true });
-        if (!this.port) this.port = await freePort();
-        if (this.worker && !this.workerPort) {
-            this.replicationPort = await freePort();
-            this.workerPort = await freePort();
-        }
+        this.modules = modules;
+        if (!this.port) await this.reservePorts();
         const dir = this.opts.dir;
         const logConfig = (filename: string): string =>
             yaml.dump({
@@ -271,10 +273,45 @@ export class SynapseHomeserver {
         };
     }
 
-    /** Starts Synapse (then its worker) and resolves when they answer; rejects with the log if one exits. */
+    private async reservePorts(): Promise<void> {
+        const count = this.worker ? 3 : 1;
+        const reservations = await Promise.all(Array.from({ length: count }, () => reservePort()));
+        this.reservations.push(...reservations);
+        [this.port, this.replicationPort, this.workerPort] = reservations.map((r) => r.port) as [
+            number,
+            number,
+            number,
+        ];
+    }
+
+    private async releasePorts(): Promise<void> {
+        await Promise.all(this.reservations.splice(0).map((r) => r.release()));
+    }
+
+    /**
+     * Starts Synapse (then its worker) and resolves when they answer; rejects with the log if one exits. Its
+     * ports are reserved (net.ts), so nobody else can be listening there, short of a process that bound one
+     * before it was reserved (e.g. a run of an older harness that probed a port, let it go and bound it later):
+     * if the first start finds a port taken, it moves to fresh ports and starts again (later starts cannot: the
+     * rest of the environment knows the ports by then).
+     */
     public async start(timeoutMs = 120_000): Promise<void> {
-        await this.main.start(timeoutMs);
-        await this.worker?.start(timeoutMs);
+        for (let attempt = 1; ; attempt++) {
+            try {
+                await this.main.start(timeoutMs);
+                await this.worker?.start(timeoutMs);
+                this.everStarted = true;
+                return;
+            } catch (err) {
+                const message = err instanceof Error ? err.message : String(err);
+                if (this.everStarted || attempt >= 3 || !saysAddressInUse(message)) throw err;
+                process.stderr.write(`Synapse could not bind a port (attempt ${attempt}); moving to fresh ports\n`);
+                await this.stop("SIGKILL");
+                await this.releasePorts();
+                await this.reservePorts();
+                await this.writeConfig(this.modules);
+            }
+        }
     }
 
     /** The running Synapse's process ID (the benchmark reads its CPU time). */
@@ -310,9 +347,10 @@ export class SynapseHomeserver {
         await this.start();
     }
 
-    /** Stops Synapse and drops its PostgreSQL database, if any. */
+    /** Stops Synapse, drops its PostgreSQL database, if any, and lets its ports go. */
     public async destroy(): Promise<void> {
         await this.stop();
+        await this.releasePorts();
         if (this.databaseName) {
             await adminQuery(`DROP DATABASE IF EXISTS ${this.databaseName} WITH (FORCE)`);
             this.databaseName = null;

@@ -13,7 +13,7 @@ import { completeRegistration } from "../Registration.js";
 import { AppserviceProcess, MAIN_JS } from "./AppserviceProcess.js";
 import { AuditorClient } from "./AuditorClient.js";
 import { type MatrixHttp, registerUser } from "./MatrixHttp.js";
-import { freePort } from "./net.js";
+import { type PortReservation, reservePort, saysAddressInUse } from "./net.js";
 import { PROJECT_ROOT, SynapseHomeserver, WORKER_NAME } from "./Synapse.js";
 
 export const HOST_MODULE = "synapse_account_data_audit.AccountDataAuditModule";
@@ -90,7 +90,9 @@ export interface TestEnv {
 
 export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv> {
     const dir = await mkdtemp(join(tmpdir(), "account-data-audit-"));
-    const asPort = await freePort();
+    // Reserved for the environment's life (net.ts): nobody takes it while the appservice is down or restarting.
+    const ports: PortReservation[] = [await reservePort()];
+    const asPort = (ports[0] as PortReservation).port;
     // Synapse names its Redis channels after the server name: worker homeservers sharing the one Redis need
     // their own.
     const serverName = opts.workers ? `audit-${randomBytes(4).toString("hex")}.test` : "audit.test";
@@ -126,6 +128,9 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
         pythonPath: [join(PROJECT_ROOT, "synapse-module", "tests")],
     });
     const env: Partial<TestEnv> = { dir, synapse };
+    const releasePorts = async (): Promise<void> => {
+        await Promise.all(ports.splice(0).map((p) => p.release()));
+    };
     try {
         await synapse.writeConfig();
         await synapse.start();
@@ -184,14 +189,51 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
             },
         });
         if (hostModule === "ours" && opts.startAppservice !== false) {
-            await appservice.start();
+            envPorts.set(env as TestEnv, ports);
+            await startAppserviceMovingIfTaken(env as TestEnv);
         }
     } catch (err) {
-        await tearDownParts(env, opts.keepDir);
+        await tearDownParts(env, opts.keepDir).finally(releasePorts);
         throw err;
     }
-    env.tearDown = () => tearDownParts(env, opts.keepDir);
+    envPorts.set(env as TestEnv, ports);
+    env.tearDown = () => tearDownParts(env, opts.keepDir).finally(releasePorts);
     return env as TestEnv;
+}
+
+/** Each environment's port reservations (the appservice's). */
+const envPorts = new WeakMap<TestEnv, PortReservation[]>();
+
+/**
+ * The appservice's first start (createTestEnv does it unless told not to). Its port is reserved (net.ts), so nobody else can be listening there, short of
+ * a process that bound it before it was reserved (a run of an older harness that probed it, let it go and bound
+ * it later). Then the environment moves the appservice to a fresh port (registration, host module config,
+ * config.yaml) and restarts Synapse, which reads both at startup; nothing has happened in it yet.
+ */
+export async function startAppserviceMovingIfTaken(env: TestEnv): Promise<void> {
+    const ports = envPorts.get(env);
+    if (!ports) throw new Error("Not an environment of createTestEnv");
+    for (let attempt = 1; ; attempt++) {
+        try {
+            await env.appservice.start();
+            return;
+        } catch (err) {
+            if (attempt >= 3 || !saysAddressInUse(env.appservice.output)) throw err;
+            process.stderr.write(`The appservice could not bind its port (attempt ${attempt}); moving it\n`);
+            const old = `http://127.0.0.1:${env.appservice.port}`;
+            const fresh = await reservePort();
+            await Promise.all(ports.splice(0, ports.length, fresh).map((p) => p.release()));
+            const url = `http://127.0.0.1:${fresh.port}`;
+            env.registration.setAppServiceUrl(url);
+            env.registration.outputAsYaml(env.registrationPath);
+            // Unless the host module was pointed elsewhere (a test's own receiver or tap).
+            if (env.hostModuleEntry.config.appservice_url === old) env.hostModuleEntry.config.appservice_url = url;
+            env.appserviceConfig.listen = { bind_address: "127.0.0.1", port: fresh.port };
+            await env.writeAppserviceConfig(env.appserviceConfig);
+            env.appservice.port = fresh.port;
+            await env.restartSynapse();
+        }
+    }
 }
 
 async function tearDownParts(env: Partial<TestEnv>, keepDir = false): Promise<void> {
