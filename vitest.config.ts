@@ -11,6 +11,8 @@ export default defineConfig({
                     name: "unit",
                     include: ["test/unit/**/*.test.ts"],
                     setupFiles,
+                    // builtPackage.test.ts loads lib/: built first if any source is newer.
+                    globalSetup: ["./test/unit/globalSetup.ts"],
                 },
             },
             {

@@ -1,7 +1,26 @@
 import { execFileSync } from "node:child_process";
+import { randomInt } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { JsonSyntaxError, parseLossless } from "../../src/json/LosslessJson.js";
 import { pythonDumpsJsonText, pythonFloatRepr } from "../../src/json/PythonJson.js";
+
+/**
+ * The random doubles' seed: AUDIT_TEST_SEED to replay a failure (the seed is printed when the test fails), else
+ * a fresh one each run, so runs keep exploring.
+ */
+const SEED = process.env.AUDIT_TEST_SEED ? Number(process.env.AUDIT_TEST_SEED) >>> 0 : randomInt(2 ** 32);
+
+/** mulberry32: a small seeded generator of uint32s (Math.random cannot be seeded). */
+function seededUint32(seed: number): () => number {
+    let state = seed >>> 0;
+    return () => {
+        state = (state + 0x6d2b79f5) >>> 0;
+        let t = state;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return (t ^ (t >>> 14)) >>> 0;
+    };
+}
 
 // Expected strings are what CPython 3.11 prints for json.dumps(json.loads(input)).
 const CASES: [string, string, string][] = [
@@ -55,22 +74,26 @@ describe("pythonDumpsJsonText", () => {
 });
 
 describe("pythonFloatRepr", () => {
-    it("matches CPython's repr for many random doubles", () => {
+    it("matches CPython's repr for many random doubles", ({ onTestFailed }) => {
+        onTestFailed(() => {
+            process.stderr.write(`pythonFloatRepr: replay with AUDIT_TEST_SEED=${SEED}\n`);
+        });
+        const uint32 = seededUint32(SEED);
+        const random = (): number => uint32() / 2 ** 32;
         const values: number[] = [];
         const view = new DataView(new ArrayBuffer(8));
         for (let i = 0; i < 3000; i++) {
             // Random bit patterns cover every exponent; skip NaN and infinities.
-            view.setUint32(0, Math.floor(Math.random() * 2 ** 32));
-            view.setUint32(4, Math.floor(Math.random() * 2 ** 32));
+            view.setUint32(0, uint32());
+            view.setUint32(4, uint32());
             const x = view.getFloat64(0);
             if (Number.isFinite(x)) values.push(x);
         }
-        for (let i = 0; i < 1000; i++)
-            values.push(Math.round(Math.random() * 1e6) / 1e3, Math.random() * 10 ** ((i % 40) - 20));
+        for (let i = 0; i < 1000; i++) values.push(Math.round(random() * 1e6) / 1e3, random() * 10 ** ((i % 40) - 20));
         const script = "import json,sys\nfor v in json.load(sys.stdin): print(repr(float(v)))";
         const input = "[" + values.map((v) => v.toExponential()).join(",") + "]";
         const expected = execFileSync("python3", ["-c", script], { input, encoding: "utf8" }).trimEnd().split("\n");
-        expect(values.map(pythonFloatRepr)).toEqual(expected);
+        expect(values.map(pythonFloatRepr), `seed ${SEED} (AUDIT_TEST_SEED=${SEED} replays it)`).toEqual(expected);
     });
 
     it("writes non-finite values as Python does", () => {
