@@ -97,13 +97,25 @@ describe(`the JSONL export (${DATABASE})`, () => {
     });
 
     it("makes verify --jsonl name the seq of a removed or an edited line", { timeout: 60_000 }, async () => {
+        // Lines of its own, so that it passes alone too (-t); the files also hold the other tests'.
+        for (let n = 0; n < 12; n++) await alice.setAccountData("org.example.exported", `{"n":${n}}`);
+        await expect
+            .poll(async () => (await records()).filter((r) => r.type === "org.example.exported").length, {
+                timeout: 30_000,
+            })
+            .toBe(12);
         const all = await files();
         const text = all.map((f) => readFileSync(f, "utf8")).join("");
         const textLines = text.split("\n").filter((l) => l.length > 0);
-        const victim = JSON.parse(textLines[10] as string) as Line;
+        const victimAt = textLines.findIndex((l) => {
+            const record = (JSON.parse(l) as Line)[EXPORT_KEY];
+            return record.type === "org.example.exported" && record.content === '{"n":6}';
+        });
+        expect(victimAt).toBeGreaterThan(0);
+        const victim = JSON.parse(textLines[victimAt] as string) as Line;
         const dir = mkdtempSync(join(tmpdir(), "audit-export-copy-"));
         const removed = join(dir, "removed.jsonl");
-        writeFileSync(removed, `${textLines.filter((_, i) => i !== 10).join("\n")}\n`);
+        writeFileSync(removed, `${textLines.filter((_, i) => i !== victimAt).join("\n")}\n`);
         const gone = await verifyFiles([removed]);
         expect(gone.code).toBe(1);
         expect((gone.report?.problems as { kind: string; seq: number }[])[0]).toMatchObject({
@@ -112,7 +124,7 @@ describe(`the JSONL export (${DATABASE})`, () => {
         });
         const edited = join(dir, "edited.jsonl");
         const forged = { ...victim, message: String(victim.message).replace(/"n": \d+/, '"n": 999') };
-        writeFileSync(edited, `${textLines.map((l, i) => (i === 10 ? JSON.stringify(forged) : l)).join("\n")}\n`);
+        writeFileSync(edited, `${textLines.map((l, i) => (i === victimAt ? JSON.stringify(forged) : l)).join("\n")}\n`);
         const changed = await verifyFiles([edited]);
         expect(changed.code).toBe(1);
         expect((changed.report?.problems as { seq: number }[])[0]?.seq).toBe(victim[EXPORT_KEY].seq);
