@@ -48,6 +48,12 @@ def test_postgres_draws_a_block_of_seqs_from_the_tables_sequence_in_one_step() -
     ]
 
 
+def test_postgres_moves_the_sequence_past_a_block_of_two() -> None:
+    txn = PostgresTxn([[("s",)], [(7,)], [(8,)]])
+    assert _allocate_seqs_txn(as_txn(txn), 2) == 7
+    assert txn.statements[-1] == ("SELECT setval(?, ?)", ("s", 8))
+
+
 def test_postgres_draws_a_single_seq_without_moving_the_sequence_again() -> None:
     txn = PostgresTxn([[("s",)], [(7,)]])
     assert _allocate_seqs_txn(as_txn(txn), 1) == 7
