@@ -111,3 +111,13 @@ def test_pruning_with_nothing_at_or_below_recovered_through_drops_nothing() -> N
         db.run("", claims.insert_claims_txn, [(position, AccountDataKey(ALICE, None, f"t{position}"))])
     assert db.run("", claims.prune_claims_txn, 2, False).result is None
     assert recorded(db) == list(range(4, 12))
+
+
+def test_pruning_after_recovery_moves_recovered_through_up_to_the_claims_dropped() -> None:
+    db = setup_db()
+    db.run("", claims.set_state_txn, claims.STATE_RECOVERED_THROUGH, 2)
+    for position in range(1, 9):
+        db.run("", claims.insert_claims_txn, [(position, AccountDataKey(ALICE, None, f"t{position}"))])
+    assert db.run("", claims.prune_claims_txn, 2, True).result == 6
+    assert recorded(db) == [7, 8]
+    assert db.run("", claims.get_state_txn, claims.STATE_RECOVERED_THROUGH).result == 6
