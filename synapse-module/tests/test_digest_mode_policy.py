@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from synapse_account_data_audit.digest_mode import DigestPolicy, counted_bytes, lane_of
+from synapse_account_data_audit.digest_mode import DigestPolicy, counted_bytes, lane_of, plan_groups
 from synapse_account_data_audit.outbox import OutboxRow
 
 ANSWER = {"min_backlog": 10, "max_changes": 20, "max_bytes": 30_000, "lanes": 4}
@@ -72,3 +72,11 @@ def test_a_change_counts_its_size_but_at_most_an_eighth_of_the_group() -> None:
     # A group too small for eighths: each change still counts one byte at least.
     assert counted_bytes(row("x" * 50), DigestPolicy(0, 10, 15)) == 1
     assert counted_bytes(row("x" * 50), DigestPolicy(0, 10, 16)) == 2
+
+
+def test_each_group_fills_the_byte_budget_exactly_not_only_the_first() -> None:
+    # An eighth of 80 bytes is 10: each 10-byte change counts in full, 8 fill a group.
+    rows = [OutboxRow(f"c{i}", "@u:x", None, "m.t", "x" * 10, i, seq=i) for i in range(1, 17)]
+    groups = plan_groups(rows, DigestPolicy(0, 100, 80))
+    assert [len(g) for g in groups] == [8, 8]
+    assert groups[1] == list(range(9, 17))
