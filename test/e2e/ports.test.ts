@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { httpOk } from "../../src/devenv/net.js";
+import { httpOk, reservePort } from "../../src/devenv/net.js";
 import { SynapseHomeserver, VENV } from "../../src/devenv/Synapse.js";
 import { createTestEnv, startAppserviceMovingIfTaken, type TestEnv } from "../../src/devenv/TestEnv.js";
 import { DATABASE } from "./helpers.js";
@@ -25,7 +25,7 @@ function plainBind(port: number): string {
     return execFileSync(join(VENV, "bin", "python"), ["-c", script, String(port)], { encoding: "utf8" }).trim();
 }
 
-/** Another process's server, listening on `port` before our server gets to it. */
+/** A server listening on `port` (another process's, or standing in for ours). */
 async function squat(port: number): Promise<Server> {
     // Connections are dropped at once (a kept one would hold up close()).
     const server = createServer((socket) => socket.destroy());
@@ -44,6 +44,19 @@ describe(`ports of the dev env (${DATABASE})`, () => {
         env = undefined;
         await new Promise((resolve) => (squatter ? squatter.close(resolve) : resolve(undefined)));
         squatter = undefined;
+    });
+
+    it("a reserved port refuses other binds until released, while our own server can listen on it", async () => {
+        const reservation = await reservePort();
+        try {
+            expect(plainBind(reservation.port)).toBe("EADDRINUSE");
+            const ours = await squat(reservation.port); // what our Synapse or appservice does
+            await new Promise((resolve) => ours.close(resolve));
+            expect(plainBind(reservation.port)).toBe("EADDRINUSE"); // its server gone, still reserved
+        } finally {
+            await reservation.release();
+        }
+        expect(plainBind(reservation.port)).toBe("bound");
     });
 
     it("the appservice's port stays reserved while it is down, and it listens there again after a restart", async () => {
