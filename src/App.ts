@@ -167,11 +167,38 @@ export async function start(
             // stay in the outbox) and let the batch in progress finish.
             shutdown.stopping = true;
             clearInterval(stallCheck);
-            await processor.idle();
+            // A held batch (the homeserver down, the sender not allowed to post) never finishes: an admin's stop
+            // must not wait for it. It stays in the outbox, unacknowledged, and the next start posts it (the
+            // same transaction IDs: nothing twice).
+            const finished = await settlesWithin(processor.idle(), STOP_GRACE_MS);
+            if (!finished) {
+                log.warn(`Stopping with a batch unfinished after ${STOP_GRACE_MS / 1000} s; the host module keeps it`);
+            }
             await sink?.close();
-            await bridge.close();
+            // An unfinished batch's request is still open, and the server would wait for it.
+            await settlesWithin(bridge.close(), finished ? STOP_GRACE_MS : 1_000);
         },
     };
+}
+
+/** How long a stop waits for the batch in progress. */
+export const STOP_GRACE_MS = 10_000;
+
+/** True if `promise` settles within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+    });
+    const settled = promise.then(
+        () => true,
+        () => true,
+    );
+    try {
+        return await Promise.race([settled, timeout]);
+    } finally {
+        clearTimeout(timer);
+    }
 }
 
 /** The JSONL export, if configured, opened (a torn last line cut) before any batch is taken. */
