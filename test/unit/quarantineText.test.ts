@@ -23,6 +23,8 @@ describe("the reason", () => {
     it("is cut to 300 characters, with no lone surrogate left", () => {
         expect(quarantineReason("x".repeat(400))).toBe("x".repeat(300));
         expect(quarantineReason("a\ud800b")).toBe("a\ufffdb");
+        expect(quarantineReason("a\udc00\ud800")).toBe("a\ufffd\ufffd");
+        expect(quarantineReason("refused 😀 here")).toBe("refused 😀 here");
     });
 });
 

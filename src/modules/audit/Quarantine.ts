@@ -37,7 +37,8 @@ export function quarantineReason(err: unknown): string {
     // eslint-disable-next-line no-control-regex -- control characters are what this removes
     const line = text.replace(/[\u0000-\u001f\u007f]+/g, " ");
     const cut = Array.from(line).slice(0, MAX_REASON).join("");
-    return cut.replace(/[\ud800-\udfff]/g, "\ufffd");
+    // Lone surrogates only (the event must be valid UTF-8); a pair is a character like any other.
+    return cut.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
 }
 
 /** The structured record of a quarantined record: the usual one without anything that could not be posted. */
