@@ -7,6 +7,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yaml from "js-yaml";
+import { LogService } from "@vector-im/matrix-bot-sdk";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { helpText, commandSpec } from "../../src/cli/Commands.js";
 import { runCreateRoom, runInvite, SAFE_POWER_LEVELS } from "../../src/verify/CreateRoomCommand.js";
@@ -169,6 +170,36 @@ describe("create-room and invite, as the sender", () => {
             "create-room: 'sender' @someone:example.org is neither the registration's sender_localpart (audit) " +
                 `nor inside its users namespace (${regPath}): the homeserver would refuse every post\n`,
         );
+    });
+
+    it("keeps the bot SDK's own logging quiet: the command says what failed itself", async () => {
+        const logged: unknown[][] = [];
+        const record = (...args: unknown[]): void => void logged.push(args);
+        LogService.setLogger({ info: record, warn: record, error: record, debug: record, trace: record });
+        hs.script({ status: 200, body: {} }, { status: 500, body: { errcode: "M_UNKNOWN", error: "down" } });
+        expect(await runCreateRoom(["-c", configPath, "-f", regPath])).toBe(1);
+        expect(err.join("")).toBe("create-room: 500 M_UNKNOWN: down\n");
+        expect(logged).toEqual([]);
+    });
+
+    it("names every mismatch between config and registration, and an empty config's missing keys", async () => {
+        const other = await write("both.yaml", config({ sender: "@someone:example.com" }));
+        expect(await runCreateRoom(["-c", other, "-f", regPath])).toBe(1);
+        expect(err.join("")).toBe(
+            "create-room: 'sender' @someone:example.com is not on 'homeserver.server_name' example.org: the sender " +
+                "must be a user of the homeserver the appservice is registered with; 'sender' @someone:example.com " +
+                "is neither the registration's sender_localpart (audit) nor inside its users namespace " +
+                `(${regPath}): the homeserver would refuse every post\n`,
+        );
+        err.length = 0;
+        const empty = join(dir, "empty.yaml");
+        await writeFile(empty, "");
+        expect(await runCreateRoom(["-c", empty, "-f", regPath])).toBe(1);
+        // audit_room is not asked for: create-room makes it.
+        expect(err.join("")).toBe(
+            "create-room: 'sender' is required\n'homeserver.url' is required\n'homeserver.server_name' is required\n",
+        );
+        expect(hs.requests).toEqual([]);
     });
 
     it("exits 2 on usage errors: no config, a bad invitee or alias", async () => {
