@@ -127,6 +127,17 @@ describe("ChangeProcessor's accounting", () => {
         expect(await count(metrics.changesFailed)).toBe(2);
     });
 
+    it("reports seq 0 as handled when only what comes after it failed", async () => {
+        const p = new ChangeProcessor({
+            dispatch: async (unit) => {
+                if (unit.seq === 1) throw new Error("no");
+            },
+        });
+        const err = (await p.process([change(0), change(1)]).catch((e: unknown) => e)) as BatchFailedError;
+        expect(err).toBeInstanceOf(BatchFailedError);
+        expect(err.processedThrough).toBe(0);
+    });
+
     it("remembers the last 20 000 handled ids: a replay of older ones is handled again", async () => {
         const handled: number[] = [];
         const p = new ChangeProcessor({ dispatch: async (unit) => void handled.push(unit.seq) });
@@ -218,5 +229,23 @@ describe("ChangeProcessor with posted links", () => {
             postedHead: ref(6),
         });
         expect(sent.map((u) => (u as AccountDataChange).prevPosted)).toEqual([ref(1), ref(2), ref(3), ref(4)]);
+    });
+
+    it("answers an empty batch after a failed one with the host's head, not the failed batch's plan", async () => {
+        const links = new PostedLinks(() => true);
+        const p = new ChangeProcessor(
+            {
+                dispatch: async () => {
+                    throw new Error("no");
+                },
+            },
+            undefined,
+            8,
+            1_000,
+            links,
+        );
+        const err = (await p.process([chained(1)], null, null, null).catch((e: unknown) => e)) as BatchFailedError;
+        expect([err.processedThrough, err.postedHead]).toEqual([null, null]);
+        expect(await p.process([], null, null, null)).toEqual({ acknowledgedThrough: null, postedHead: null });
     });
 });
