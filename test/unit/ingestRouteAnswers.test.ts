@@ -239,6 +239,7 @@ describe("the change handler", () => {
         expect(res.body).toEqual({ errcode: "M_BAD_JSON", error: "changes: must be a list", field: "changes" });
         expect(await batches(metrics, "rejected")).toBe(1);
         expect(fake.calls).toEqual([]);
+        expect(Logger.prototype.warn).toHaveBeenCalledExactlyOnceWith("Rejected a batch: changes: must be a list");
     });
 
     it("hands the batch to the processor and answers with its acknowledgement and the digest advice", async () => {
@@ -403,10 +404,11 @@ describe("the Matrix error middleware", () => {
         ["a status below 400", Object.assign(new Error("odd"), { status: 399 })],
         ["a status that is not a number", Object.assign(new Error("odd"), { status: "404" })],
         ["an error without a status", new Error("bug")],
-    ])("answers %s with a JSON 500 that names nothing", (_name, err) => {
+    ])("answers %s with a JSON 500 that names nothing, logging the error", (_name, err) => {
         const { answer, next } = handle(err);
         expect(answer).toEqual([500, { errcode: "M_UNKNOWN", error: "Internal server error" }]);
         expect(next).not.toHaveBeenCalled();
+        expect(Logger.prototype.error).toHaveBeenCalledExactlyOnceWith("Unhandled error while serving a request", err);
     });
 
     it("leaves a response already under way to express", () => {
