@@ -11,6 +11,7 @@ import { join } from "node:path";
 import yaml from "js-yaml";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { RoomEvent } from "../../src/devenv/MatrixHttp.js";
+import { RECORD_KEY } from "../../src/modules/audit/Record.js";
 import { runVerify } from "../../src/verify/VerifyCommand.js";
 import { ALICE, chainOf, changeEvent, changeRecord, type Fields, message, SENDER } from "./trailFixtures.js";
 
@@ -218,6 +219,57 @@ describe("verify against a homeserver", () => {
         await writeFile(state, JSON.stringify(saved));
         expect(await runVerify(auditor("--state", state, "--sender", ALICE))).toBe(2);
         expect(err.at(-1)).toBe(`verify: could not check the trail: ${state} belongs to sender ${SENDER}\n`);
+    });
+
+    it("--state: a run that is only stale still saves, and a saved state's checked events are skipped", async () => {
+        const one = changeRecord(1, null);
+        const two = changeRecord(2, { seq: 1, hash: one.hash as string }, { ts: 1_001_000 + 120_000 });
+        hs.events = [changeEvent(one), changeEvent(two)];
+        const state = join(dir, "stale.json");
+        expect(await runVerify(auditor("--state", state))).toBe(1);
+        expect(out.at(-1)).toMatch(/\nBROKEN: stale at seq 2: /);
+        const saved = JSON.parse(await readFile(state, "utf8")) as Record<string, unknown>;
+        expect(saved).toMatchObject({ verified: { seq: 1 }, after_event_id: "$s1" });
+
+        // A conflicting copy of seq 2 that the last run checked already: skipped, so the trail is intact.
+        const conflicting = changeEvent(changeRecord(2, { seq: 1, hash: one.hash as string }, { ts: 5 }), "$seen");
+        hs.events = [changeEvent(one), conflicting, changeEvent(two)];
+        await writeFile(state, JSON.stringify({ ...saved, checked_after: ["$seen"] }));
+        expect(await runVerify(auditor("--state", state, "--max-age", "0"))).toBe(0);
+        await writeFile(state, JSON.stringify(saved));
+        expect(await runVerify(auditor("--state", state, "--max-age", "0"))).toBe(1);
+    });
+
+    it("finds the sender by the first message holding a chained record, and takes --max-age in seconds", async () => {
+        const [one] = chainOf(1) as [Fields];
+        const recent = changeRecord(1, null, { ts: Date.now() - 60_000 });
+        hs.events = [
+            {
+                ...message("$red", "@redactor:example.org", ""),
+                type: "m.room.redaction",
+                content: { [RECORD_KEY]: one },
+            },
+            message("$old", "@old:example.org", "old", { version: 1, kind: "change", seq: 1 }),
+            changeEvent(recent),
+        ];
+        // The other member's message carrying a record is a look-alike; the trail is recent enough.
+        expect(await runVerify(auditor("--max-age", "3600", "--json"))).toBe(1);
+        expect(err[0]).toBe(`verify: audit records of ${SENDER} in ${ROOM}\n`);
+        const report = JSON.parse(out.join("")) as { problems: { kind: string; eventId: string }[] };
+        expect(report.problems.map((p) => [p.kind, p.eventId])).toEqual([["look_alike", "$old"]]);
+    });
+
+    it("says a registration file without content has no as_token", async () => {
+        const config = join(dir, "config.yaml");
+        const registration = join(dir, "empty.yaml");
+        await writeFile(
+            config,
+            yaml.dump({ audit_room: ROOM, sender: SENDER, homeserver: { url: hs.url, server_name: "example.org" } }),
+        );
+        await writeFile(registration, "");
+        expect(await runVerify(["-c", config, "-f", registration])).toBe(2);
+        expect(err.join("")).toBe(`verify: could not check the trail: ${registration} has no as_token\n`);
+        expect(hs.seen).toEqual([]);
     });
 
     it("--state: a broken run leaves the state as it was", async () => {
