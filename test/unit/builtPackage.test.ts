@@ -6,7 +6,8 @@ import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 
-describe("the built package", () => {
+// It imports the whole build and spawns the CLI: seconds on a loaded 2-core machine, past the default 5 s.
+describe("the built package", { timeout: 30_000 }, () => {
     it("imports without the native crypto library and exports the public API", async () => {
         const builtEntry = "../../lib/index.js"; // a variable: this must load the build output, not the sources
         const pkg = (await import(builtEntry)) as Record<string, unknown>;
