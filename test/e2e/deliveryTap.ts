@@ -5,6 +5,7 @@
  * module never gets, which is the moment a replay has to be proven from.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { closeServer, listenOnFreePort } from "./localServer.js";
 
 export interface TappedBatch {
     /** The seqs the batch carried, in order. */
@@ -37,13 +38,7 @@ export class DeliveryTap {
     /** Listens on a port the kernel picks (bound here, by its user, never handed over) and reads it back. */
     public async start(): Promise<void> {
         const server = createServer((req, res) => void this.pass(req, res));
-        await new Promise<void>((resolve, reject) => {
-            server.once("error", reject);
-            server.listen(0, "127.0.0.1", () => resolve());
-        });
-        const address = server.address();
-        if (typeof address !== "object" || !address) throw new Error("The tap has no port");
-        this.port = address.port;
+        this.port = await listenOnFreePort(server);
         this.server = server;
     }
 
@@ -91,8 +86,7 @@ export class DeliveryTap {
         this.dropHeld();
         const server = this.server;
         this.server = null;
-        server?.closeAllConnections();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await closeServer(server);
     }
 
     private async pass(req: IncomingMessage, res: ServerResponse): Promise<void> {

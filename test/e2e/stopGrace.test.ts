@@ -4,6 +4,7 @@
  * the next start posts it exactly once, also when the frozen send reached the homeserver after all.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { closeServer, listenOnFreePort } from "./localServer.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MatrixHttp } from "../../src/devenv/MatrixHttp.js";
 import { createTestEnv, outboxDepth, type TestEnv } from "../../src/devenv/TestEnv.js";
@@ -33,13 +34,7 @@ class FreezableHomeserver {
 
     public async start(): Promise<void> {
         const server = createServer((req, res) => void this.pass(req, res));
-        await new Promise<void>((resolve, reject) => {
-            server.once("error", reject);
-            server.listen(0, "127.0.0.1", () => resolve());
-        });
-        const address = server.address();
-        if (typeof address !== "object" || !address) throw new Error("no port");
-        this.port = address.port;
+        this.port = await listenOnFreePort(server);
         this.server = server;
     }
 
@@ -73,8 +68,7 @@ class FreezableHomeserver {
     public async stop(): Promise<void> {
         const server = this.server;
         this.server = null;
-        server?.closeAllConnections();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await closeServer(server);
     }
 
     private async pass(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -12,6 +12,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vite
 import { helpText, commandSpec } from "../../src/cli/Commands.js";
 import { runCreateRoom, runInvite, SAFE_POWER_LEVELS } from "../../src/verify/CreateRoomCommand.js";
 import { FakeHomeserver } from "./fakeHomeserver.js";
+import { captureOutput } from "./captureOutput.js";
 
 const SENDER = "@audit:example.org";
 const AS = `user_id=${encodeURIComponent(SENDER)}`;
@@ -79,10 +80,7 @@ describe("create-room and invite, as the sender", () => {
         await hs.start();
         configPath = await write("config.yaml", config());
         regPath = await write("registration.yaml", registration);
-        out = [];
-        err = [];
-        vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
-        vi.spyOn(process.stderr, "write").mockImplementation((text) => err.push(String(text)) > 0);
+        ({ out, err } = captureOutput());
     });
 
     afterEach(async () => {

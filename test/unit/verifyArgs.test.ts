@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { EXPORT_KEY } from "../../src/export/ExportLine.js";
 import { DEFAULT_MAX_AGE_SECONDS, parseVerifyArgs, runVerify } from "../../src/verify/VerifyCommand.js";
 import { chainOf, changeRecord, type Fields, lineOf } from "./trailFixtures.js";
+import { captureOutput } from "./captureOutput.js";
 
 const NOT_BOTH = "Give either -c and -f, or --homeserver, --access-token and --room, not both";
 const INCOMPLETE = "Give -c and -f (admins), or --homeserver, --access-token and --room (auditors)";
@@ -109,9 +110,7 @@ describe("verify --jsonl", () => {
 
     beforeEach(async () => {
         dir = await mkdtemp(join(tmpdir(), "verify-args-"));
-        out = [];
-        vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
-        vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+        ({ out } = captureOutput());
     });
     afterEach(() => vi.restoreAllMocks());
 

@@ -14,6 +14,7 @@ import type { RoomEvent } from "../../src/devenv/MatrixHttp.js";
 import { RECORD_KEY } from "../../src/modules/audit/Record.js";
 import { runVerify } from "../../src/verify/VerifyCommand.js";
 import { ALICE, chainOf, changeEvent, changeRecord, type Fields, message, SENDER } from "./trailFixtures.js";
+import { captureOutput } from "./captureOutput.js";
 
 const ROOM = "!audit:example.org";
 const MESSAGES = `/_matrix/client/v3/rooms/${encodeURIComponent(ROOM)}/messages`;
@@ -82,10 +83,7 @@ describe("verify against a homeserver", () => {
         hs = new RoomServer();
         await hs.start();
         dir = await mkdtemp(join(tmpdir(), "verify-hs-"));
-        out = [];
-        err = [];
-        vi.spyOn(process.stdout, "write").mockImplementation((text) => out.push(String(text)) > 0);
-        vi.spyOn(process.stderr, "write").mockImplementation((text) => err.push(String(text)) > 0);
+        ({ out, err } = captureOutput());
     });
 
     afterEach(async () => {
