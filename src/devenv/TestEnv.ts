@@ -188,15 +188,14 @@ export async function createTestEnv(opts: TestEnvOptions = {}): Promise<TestEnv>
                 await synapse.worker.start();
             },
         });
+        envPorts.set(env as TestEnv, ports);
         if (hostModule === "ours" && opts.startAppservice !== false) {
-            envPorts.set(env as TestEnv, ports);
             await startAppserviceMovingIfTaken(env as TestEnv);
         }
     } catch (err) {
         await tearDownParts(env, opts.keepDir).finally(releasePorts);
         throw err;
     }
-    envPorts.set(env as TestEnv, ports);
     env.tearDown = () => tearDownParts(env, opts.keepDir).finally(releasePorts);
     return env as TestEnv;
 }
