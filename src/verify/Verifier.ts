@@ -2,7 +2,8 @@
  * Checks an audit room's trail from its events (README, "Verifying the trail"), streaming: events go in one at a
  * time, in room order, and memory stays bounded by a small window plus 32 bytes per record (SeqHashes), so a room
  * of millions of records can be checked. Every copy of a record is checked on its own (RecordChecks.ts); copies
- * of one seq must be the same record (identical resends are information, others a problem). Records are then
+ * of one seq must be the same record and show the same (identical resends are information, others a problem:
+ * the chain hash does not cover the body, the HTML or the record's presentation fields). Records are then
  * put in seq order through a reorder window (posting is concurrent, so the room is only nearly in order) and
  * the chain followed from record to record: missing records, broken links, where the trail starts (at the
  * chain's first record, at `--from`, or where the previous incremental run stopped), and, with `maxAgeMs`,
@@ -11,6 +12,7 @@
  * after the chain began are reported too. Pure: RoomReader fetches the events.
  */
 import type { RoomEvent } from "../devenv/MatrixHttp.js";
+import { createHash } from "node:crypto";
 import { RECORD_KEY } from "../modules/audit/Record.js";
 import { GENESIS } from "./Chain.js";
 import {
@@ -102,6 +104,8 @@ export class TrailVerifier {
     private readonly problems: Problem[] = [];
     private readonly duplicates: Report["duplicates"] = [];
     private readonly hashes = new SeqHashes();
+    /** What each seq's first copy shows (copyFingerprint), to compare later copies with. */
+    private readonly fingerprints = new SeqHashes();
     private readonly pending = new SeqHeap();
     private readonly senderEvents = new Set<number>();
     private readonly firstCopies = new Map<number, string>();
@@ -176,16 +180,27 @@ export class TrailVerifier {
         for (const record of records) {
             // A copy that fails its own checks is reported already: never listed as an identical resend.
             const sound = !problems.some((p) => p.seq === record.seq);
-            this.take({ ...record, order: this.eventsRead }, sound);
+            // What it shows is compared only for an event that checks out whole (a digest is one body and HTML).
+            const shows = problems.length === 0 ? copyFingerprint(event, record) : null;
+            this.take({ ...record, order: this.eventsRead }, sound, shows);
         }
     }
 
     /** Every copy: compared with the first copy of its seq; the first goes on to the walk. */
-    private take(record: ChainedRecord, sound: boolean): void {
+    private take(record: ChainedRecord, sound: boolean, fingerprint: string | null): void {
         const known = this.hashes.get(record.seq);
         if (known !== null) {
+            // Unknown for seqs an earlier incremental run saw (its state keeps their hashes only).
+            const shown = this.fingerprints.get(record.seq);
             if (known !== record.hash) {
                 this.problem("conflicting_records", record.seq, record.eventId, "two different records with one seq");
+            } else if (fingerprint !== null && shown !== null && shown !== fingerprint) {
+                this.problem(
+                    "conflicting_records",
+                    record.seq,
+                    record.eventId,
+                    "a copy of the record that shows something else (body, HTML or record fields)",
+                );
             } else if (sound && this.duplicates.length < DUPLICATES_LISTED) {
                 const listed = this.duplicates.find((d) => d.seq === record.seq);
                 if (listed) listed.eventIds.push(record.eventId);
@@ -197,6 +212,7 @@ export class TrailVerifier {
             return;
         }
         this.hashes.set(record.seq, record.hash);
+        if (fingerprint !== null) this.fingerprints.set(record.seq, fingerprint);
         this.firstCopies.set(record.seq, record.eventId);
         if (this.firstCopies.size > EVENT_IDS_KEPT) {
             this.firstCopies.delete(this.firstCopies.keys().next().value as number);
@@ -383,4 +399,27 @@ export function verifyEvents(
     const verifier = new TrailVerifier(sender, { ...options, fromSeq });
     for (const event of events) verifier.add(event);
     return verifier.finish();
+}
+
+/**
+ * What a copy of a record shows: its record's fields (but `prev_posted`, which names whatever was posted before it
+ * and may differ between two honest posts) with the event's msgtype, body and HTML. Two honest posts of a record
+ * are built alike; a copy posted with the appservice token that keeps the chain fields and changes what is shown
+ * is not.
+ */
+function copyFingerprint(event: RoomEvent, record: ChainedRecord): string {
+    const { prev_posted: _ignored, ...fields } = record.fields;
+    const { msgtype = null, body = null, formatted_body: html = null } = event.content;
+    return createHash("sha256").update(stableJson({ fields, msgtype, body, html })).digest("hex");
+}
+
+/** JSON with object keys sorted, so equal values give equal text whatever their key order. */
+function stableJson(value: unknown): string {
+    if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+    if (value !== null && typeof value === "object") {
+        const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+        entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
+    }
+    return JSON.stringify(value) ?? "null";
 }

@@ -279,3 +279,52 @@ describe("the audit record key", () => {
         expect(RECORD_KEY in changeEvent(chainOf(1)[0] as Fields).content).toBe(true);
     });
 });
+
+describe("verify compares what every copy shows", () => {
+    // A token holder's copies of genuine records that keep the chain fields (so each checks out on its own) and
+    // change what a reader sees: each is a conflict, not an identical resend.
+    const forgedCopies = (): { events: RoomEvent[]; copies: RoomEvent[] } => {
+        const records = chainOf(3);
+        const events = records.map((r) => changeEvent(r));
+        const html = structuredClone(events[0] as RoomEvent);
+        html.event_id = "$html";
+        html.content.formatted_body = "<b>@alice changed org.example.k to 999999</b>";
+        const level = structuredClone(events[1] as RoomEvent);
+        level.event_id = "$level";
+        (level.content[RECORD_KEY] as Fields).level = "none";
+        level.content.body = "FORGED: bob stole alice's key";
+        return { events, copies: [html, level] };
+    };
+
+    it("reports a copy with other HTML or other record fields as conflicting, and lists no resend", () => {
+        const { events, copies } = forgedCopies();
+        const report = verifyEvents([...events, ...copies], SENDER);
+        expect(report.problems.map((p) => [p.kind, p.seq, p.eventId, p.detail])).toEqual([
+            [
+                "conflicting_records",
+                1,
+                "$html",
+                "a copy of the record that shows something else (body, HTML or record fields)",
+            ],
+            [
+                "conflicting_records",
+                2,
+                "$level",
+                "a copy of the record that shows something else (body, HTML or record fields)",
+            ],
+        ]);
+        expect(report.duplicates).toEqual([]);
+        expect(report.intact).toBe(false);
+    });
+
+    it("still takes a copy that differs only in prev_posted (what was posted before it) as a resend", () => {
+        const records = chainOf(3);
+        const events = records.map((r) => changeEvent(r));
+        const resend = structuredClone(events[2] as RoomEvent);
+        resend.event_id = "$resend";
+        (resend.content[RECORD_KEY] as Fields).prev_posted = link(records[0] as Fields);
+        const report = verifyEvents([...events, resend], SENDER);
+        expect(report.problems).toEqual([]);
+        expect(report.duplicates).toEqual([{ seq: 3, eventIds: [events[2]?.event_id, "$resend"] }]);
+    });
+});
