@@ -88,8 +88,30 @@ async function drainedAt(env: TestEnv, timeoutMs: number): Promise<number> {
     return performance.now();
 }
 
-export async function measureFairness(database: "sqlite" | "postgres", burst: number): Promise<Fairness> {
-    const env = await createTestEnv({ database });
+/**
+ * What the bursting user writes: `ordinary` small changes, or changes chosen to cost the most per record
+ * (`long-type`: a 5,000-character type of control characters, each escaped six-fold in the event;
+ * `dense-content`: an array of zeros just under the host module's 1 MiB max_content_bytes, the most JSON values
+ * per byte the appservice reads).
+ */
+export type BurstShape = "ordinary" | "long-type" | "dense-content";
+
+/** Values in a dense-content change: 2 bytes each, some 1,000,000 bytes in all. */
+const DENSE_VALUES = 500_000;
+
+function burstChange(shape: BurstShape, n: number): [type: string, content: string] {
+    if (shape === "long-type") return [`org.bench.${"\u0001".repeat(5000)}`, `{"n":${n}}`];
+    if (shape === "dense-content") return ["org.bench.burst", `{"n":${n},"a":[${"0,".repeat(DENSE_VALUES - 1)}0]}`];
+    return ["org.bench.burst", `{"n":${n}}`];
+}
+
+export async function measureFairness(
+    database: "sqlite" | "postgres",
+    burst: number,
+    shape: BurstShape = "ordinary",
+    hostModuleConfig?: Record<string, unknown>,
+): Promise<Fairness> {
+    const env = await createTestEnv({ database, hostModuleConfig, keepDir: process.env.KEEP_ENV === "1" });
     try {
         const digest = parseConfig(env.appserviceConfig).config.sending.digest;
         const serverName = env.senderUserId.split(":").slice(1).join(":");
@@ -107,7 +129,7 @@ export async function measureFairness(database: "sqlite" | "postgres", burst: nu
         const at = POINTS.map((p) => Math.round(p * burst));
         const markers = at.map((_, i) => `fair-${i}`);
         log(
-            `Fairness: one user's ${burst}-change burst (lane ${lane} of ${digest.lanes}, digest mode ` +
+            `Fairness: one user's ${burst}-change ${shape} burst (lane ${lane} of ${digest.lanes}, digest mode ` +
                 `${digest.enabled ? "on" : "off"}); another user changes one key after ${at.join(", ")}`,
         );
         const watch = watchMarkers(env, markers, MARKER_TIMEOUT_MS);
@@ -116,7 +138,7 @@ export async function measureFairness(database: "sqlite" | "postgres", burst: nu
         const otherPuts: Promise<void>[] = [];
         const started = performance.now();
         for (let n = 0; n < burst; n++) {
-            await burster.setAccountData("org.bench.burst", `{"n":${n}}`);
+            await burster.setAccountData(...burstChange(shape, n));
             const i = at.indexOf(n + 1);
             if (i >= 0) {
                 const other = others[i] as MatrixHttp;
@@ -130,7 +152,8 @@ export async function measureFairness(database: "sqlite" | "postgres", burst: nu
         const putsDone = performance.now();
         const [drained] = await Promise.all([drainedAt(env, MARKER_TIMEOUT_MS), watch.done, ...otherPuts]);
         const messages = await env.auditor.allMessages();
-        checkBurstTrail(messages, [burster.userId], burst);
+        // Hostile bursts' records hold other types, or content cut to fit an event.
+        if (shape === "ordinary") checkBurstTrail(messages, [burster.userId], burst);
         const posted = postedChanges(messages) - before;
         if (posted !== burst + others.length) throw new Error(`expected ${burst + others.length}, found ${posted}`);
         const waits = at.map((atChange, i) => ({

@@ -11,6 +11,16 @@ import { createTestEnv, outboxDepth, type TestEnv } from "../lib/devenv/TestEnv.
 import { MatrixHttp, type RoomEvent } from "../lib/devenv/MatrixHttp.js";
 import { PROJECT_ROOT } from "../lib/devenv/Synapse.js";
 import { measureFairness } from "./fairness.ts";
+
+/** Fairness against the slowest records a user can write (see BurstShape), each on a fresh homeserver. */
+async function measureHostileFairness() {
+    const date = new Date().toISOString();
+    return {
+        date,
+        longType: await measureFairness(DATABASE, SIZES.hostileLongType, "long-type"),
+        denseContent: await measureFairness(DATABASE, SIZES.hostileDense, "dense-content"),
+    };
+}
 import { measureThroughput, round2 } from "./burst.ts";
 import { measureSendLevels, measureSendLimit } from "./limit.ts";
 import { measureDrainMemory } from "./memory.ts";
@@ -30,6 +40,8 @@ const SIZES = QUICK
           memLarge: 200,
           digestQueued: 300,
           fairBurst: 200,
+          hostileLongType: 50,
+          hostileDense: 5,
       }
     : {
           puts: 2000,
@@ -41,6 +53,8 @@ const SIZES = QUICK
           memLarge: 100_000,
           digestQueued: 20_000,
           fairBurst: 5000,
+          hostileLongType: 1000,
+          hostileDense: 50,
       };
 
 /** The appservice with digest mode off (the environment's own retry settings kept: `sending` is replaced whole). */
@@ -192,8 +206,9 @@ async function measureMemory() {
 }
 
 /**
- * `--only=limit,throughput,fairness,memory`: run just those phases and print their figures (for experiments).
- * With `--merge`, the figures of fairness and memory (phases that stand alone: no ratio to another phase)
+ * `--only=limit,throughput,fairness,hostile,memory`: run just those phases and print their figures (for
+ * experiments). With `--merge`, the figures of fairness, hostile and memory (phases that stand alone: no ratio
+ * to another phase)
  * replace theirs in bench/results/latest.json, each with the date of its run.
  */
 async function mainOnly(phases: string[]): Promise<void> {
@@ -211,12 +226,13 @@ async function mainOnly(phases: string[]): Promise<void> {
     }
     const date = new Date().toISOString();
     if (phases.includes("fairness")) out.fairness = { date, ...(await measureFairness(DATABASE, SIZES.fairBurst)) };
+    if (phases.includes("hostile")) out.fairnessHostile = await measureHostileFairness();
     if (phases.includes("memory")) out.memory = { date, ...(await measureMemory()) };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     if (process.argv.includes("--merge") && !QUICK) {
         const file = join(PROJECT_ROOT, "bench", "results", "latest.json");
         const latest = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
-        for (const key of ["fairness", "memory"]) if (out[key] !== undefined) latest[key] = out[key];
+        for (const key of ["fairness", "fairnessHostile", "memory"]) if (out[key] !== undefined) latest[key] = out[key];
         writeFileSync(file, JSON.stringify(latest, null, 2) + "\n");
         process.stdout.write(`Merged into ${file}\n`);
     }
@@ -252,6 +268,7 @@ async function main(): Promise<void> {
     log("The limit: raw sends by the appservice sender into one room, each phase on a fresh homeserver");
     const limit = await measureSendLimit(DATABASE, SIZES.sendEvents);
     const fairness = { date: new Date().toISOString(), ...(await measureFairness(DATABASE, SIZES.fairBurst)) };
+    const fairnessHostile = await measureHostileFairness();
     const memory = { date: new Date().toISOString(), ...(await measureMemory()) };
 
     const added = (setup: Setup, mode: keyof PutCost, q: "p50" | "p99") =>
@@ -305,6 +322,7 @@ async function main(): Promise<void> {
             p50AboveRawSend: Math.round((freshness.audited.p50 - freshness.rawSend.p50) * 100) / 100,
         },
         fairness,
+        fairnessHostile,
         memory,
     };
     const file = join(PROJECT_ROOT, "bench", "results", QUICK ? "quick.tmp.json" : "latest.json");

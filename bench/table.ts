@@ -105,6 +105,20 @@ const rows: string[][] = [
               ],
           ]
         : []),
+    ...(r.fairnessHostile
+        ? (
+              [
+                  ["longType", "changes of a 5,000-character type of control characters (each fills most of an event)"],
+                  ["denseContent", "changes of a 1 MB array of zeros (the most values per byte)"],
+              ] as const
+          ).map(([key, what]) => {
+              const f = r.fairnessHostile[key];
+              return [
+                  `… one user's ${f.burstChanges} ${what}; another user's single change (in the middle; max)`,
+                  `${f.middleWaitMs} ms; ${f.maxWaitMs} ms (at ${fairnessPoints(f.others)}); the burst's last record ${f.lastRecordAfterLastPutSeconds} s after its last PUT`,
+              ];
+          })
+        : []),
     [
         "Appservice peak RSS delivering the first 100 of 100 / of 100,000 queued",
         `${r.memory.small.peakRssMbFirst} MB / ${r.memory.large.peakRssMbFirst} MB (${r.memory.largeOverSmall}×)`,

@@ -22,7 +22,7 @@ export class Metrics {
         const registers = [registry];
         this.batchesReceived = new Counter({
             name: "account_data_audit_batches_total",
-            help: "Change batches received from the host module, by result (ok, failed, rejected).",
+            help: "Change batches received from the host module, by result (ok, failed, rejected, pending: answered as still being posted).",
             labelNames: ["result"],
             registers,
         });

@@ -5,7 +5,7 @@
  * the same builders the audit module posts with (Record.ts, Messages.ts), never cut: a file has no 64 KiB limit.
  * Pure: the sink decides which records get a line and links them (`prevPosted`).
  */
-import { pythonDumps } from "../json/PythonJson.js";
+import { pythonDumpsContent } from "../json/LazyContent.js";
 import {
     auditMessageBody,
     checkpointBody,
@@ -17,6 +17,7 @@ import type { AuditPolicy } from "../modules/audit/Policy.js";
 import { quarantineBody, type QuarantineFields, quarantineRecord } from "../modules/audit/Quarantine.js";
 import { changeRecord, checkpointRecord, deactivationRecord, gapRecord } from "../modules/audit/Record.js";
 import type { AuditRecord } from "../modules/ModuleHost.js";
+import { readContent } from "../ingest/ContentReader.js";
 
 /** The ECS version whose field names the lines use. */
 export const ECS_VERSION = "8.11.0";
@@ -43,6 +44,7 @@ export function exportEntry(record: AuditRecord, policy: AuditPolicy): ExportEnt
             return { body: checkpointBody(facts), record: checkpointRecord(record) };
         }
         default: {
+            record = readContent(record);
             if (record.contentError !== undefined) {
                 // Content the appservice could not read: quarantined, as the room shows it.
                 const fields = quarantineRecord({ ...record, kind: "change" }, record.contentError);
@@ -53,7 +55,7 @@ export function exportEntry(record: AuditRecord, policy: AuditPolicy): ExportEnt
             const fields = changeRecord(record, decision.level);
             const shown =
                 decision.level === "full"
-                    ? pythonDumps(record.content)
+                    ? pythonDumpsContent(record.content)
                     : withheldText(Number(fields.content_size), record.keyedDigest);
             return { body: auditMessageBody(record.userId, record.roomId, record.type, shown), record: fields };
         }

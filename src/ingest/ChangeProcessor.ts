@@ -12,8 +12,18 @@ import { Logger } from "matrix-appservice-bridge";
 import { holdsDelivery, SendFailedError } from "../matrix/SendErrors.js";
 import type { DeliveryHealth } from "./DeliveryHealth.js";
 import { ChangeScheduler } from "./ChangeScheduler.js";
+import { ContentBudget } from "./ContentBudget.js";
+import { readUnitContent } from "./ContentReader.js";
 import type { PostedRef } from "../modules/ModuleApi.js";
-import { type AuditRecord, type AuditUnit, isGap, lastSeqOf, type ModuleHost, toUnits } from "../modules/ModuleHost.js";
+import {
+    type AccountDataChange,
+    type AuditRecord,
+    type AuditUnit,
+    isGap,
+    lastSeqOf,
+    type ModuleHost,
+    toUnits,
+} from "../modules/ModuleHost.js";
 import type { PostedLinks } from "./PostedLinks.js";
 import type { Metrics } from "../Metrics.js";
 import type { JsonlSink } from "../export/JsonlSink.js";
@@ -22,6 +32,20 @@ const log = new Logger("ChangeProcessor");
 
 /** How many recently handled change ids are remembered, to skip a replayed batch without resending. */
 const RECENT_IDS = 20_000;
+
+/** Content text read at once, at most (a single larger unit is read alone): some 300 MB of memory at worst. */
+const CONTENT_BUDGET_BYTES = 4 * 1024 * 1024;
+/** A unit with no more content text than this is read at once, whatever the budget (see ContentBudget). */
+const CONTENT_BUDGET_FREE_BYTES = 64 * 1024;
+
+/** The bytes of content text a unit reads when it is recorded. */
+function contentBytes(unit: AuditUnit): number {
+    // Typed as always there; a module's own tests may dispatch changes without it.
+    const textOf = (change: AccountDataChange) =>
+        typeof change.contentJson === "string" ? change.contentJson.length : 0;
+    if (unit.kind === "digest") return unit.changes.reduce((sum, c) => sum + textOf(c), 0);
+    return unit.kind === undefined || unit.kind === "change" ? textOf(unit) : 0;
+}
 
 /** How many failed batches are remembered, to fail the batches the host module had sent behind them. */
 const FAILED_BATCHES = 64;
@@ -50,12 +74,16 @@ export interface BatchResult {
 
 export class ChangeProcessor {
     private readonly scheduler: ChangeScheduler;
+    /** Bounds the contents read at once (see ContentBudget). */
+    private readonly contentBudget = new ContentBudget(CONTENT_BUDGET_BYTES, CONTENT_BUDGET_FREE_BYTES);
     /** The latest batch's result while it runs: a batch is acknowledged only after the one before it. */
     private running: Promise<BatchResult> | undefined;
     /** The last seq of the latest batch started, and the batches waiting for theirs (by `follows`). */
     private lastStartedSeq: number | null = null;
     private readonly waitingFor = new Map<number, () => void>();
     private readonly recentIds = new Set<string>();
+    /** The batches being posted, by their seqs (batchKey): a batch sent again meanwhile joins its own. */
+    private readonly underWay = new Map<string, Promise<BatchResult>>();
     /** The last seqs of recent batches that failed: a batch that `follows` one of them fails too. */
     private readonly failedBatchEnds = new Set<number>();
 
@@ -87,6 +115,11 @@ export class ChangeProcessor {
         postedHead: PostedRef | null = null,
         ackedHead: PostedRef | null = null,
     ): Promise<BatchResult> {
+        // The same batch again while it is still being posted (its answer said so: see IngestRoute): it joins the
+        // work under way rather than queueing behind everything started since.
+        const key = batchKey(records);
+        const underWay = this.underWay.get(key);
+        if (underWay) return underWay;
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
         if (follows !== null && this.failedBatchEnds.has(follows)) {
             // The batch before this one failed after it had finished here: acknowledging this one would let the host
@@ -113,8 +146,10 @@ export class ChangeProcessor {
         const result = this.settle(changes, outcomes, this.running, exported);
         result.catch(() => this.noteFailed(records));
         this.running = result;
+        this.underWay.set(key, result);
         const finished = () => {
             if (this.running === result) this.running = undefined;
+            if (this.underWay.get(key) === result) this.underWay.delete(key);
         };
         result.then(finished, finished);
         this.started(records);
@@ -233,14 +268,17 @@ export class ChangeProcessor {
             log.info(`Recovered change (seq ${change.seq}): ${change.userId} ${change.type}`);
         }
         const started = performance.now();
+        const release = await this.contentBudget.take(contentBytes(change));
         try {
-            await this.modules.dispatch(change);
+            await this.modules.dispatch(readUnitContent(change));
         } catch (err) {
             if (holdsDelivery(err)) this.health?.held(err);
             const hint = err instanceof SendFailedError && err.adminHint ? ` ${err.adminHint}` : "";
             log.error(`Change ${change.id} (seq ${change.seq}) failed: ${(err as Error).message}.${hint}`);
             this.metrics?.changesFailed.inc();
             throw err;
+        } finally {
+            release();
         }
         this.health?.delivered();
         this.metrics?.changeSeconds.observe((performance.now() - started) / 1000);
@@ -264,6 +302,11 @@ export class ChangeProcessor {
             this.recentIds.delete(this.recentIds.values().next().value as string);
         }
     }
+}
+
+/** A batch's identity: its records' seqs (a resend of a batch carries exactly the same ones). */
+function batchKey(records: readonly AuditRecord[]): string {
+    return records.map((r) => r.seq).join(",");
 }
 
 /**

@@ -57,6 +57,9 @@ export interface ShutdownState {
     stopping: boolean;
 }
 
+/** How long a batch may take before its answer says it is still being posted (see changesHandler). */
+export const PENDING_AFTER_MS = 40_000;
+
 /** Digest mode as the host module is told it with every answer (null: off). */
 export interface DigestAdvice {
     min_backlog: number;
@@ -71,6 +74,7 @@ export function changesHandler(
     shutdown?: ShutdownState,
     digest: DigestAdvice | null = null,
     health?: DeliveryHealth,
+    pendingAfterMs = PENDING_AFTER_MS,
 ): RequestHandler {
     return (req: Request, res: Response) => {
         if (shutdown?.stopping) {
@@ -112,8 +116,24 @@ export function changesHandler(
             );
             return;
         }
-        processor.process(batch.changes, batch.follows, batch.postedHead, batch.ackedHead).then(
+        const processing = processor.process(batch.changes, batch.follows, batch.postedHead, batch.ackedHead);
+        // The host module's HTTP client (Synapse's) gives up on an answer after 60 s, and a batch is answered only
+        // once it and every batch before it are posted, which one user's backlog can make take minutes. Before
+        // then, say the batch is still being posted: the host module sends the same batch again at once, and it
+        // joins the work under way (ChangeProcessor). 503, so that a host module older than this retries too.
+        const deadline = setTimeout(() => {
+            if (res.headersSent) return;
+            metrics.batchesReceived.inc({ result: "pending" });
+            sendMatrixError(res, 503, "M_UNKNOWN", "The batch is still being posted; send it again", {
+                pending: true,
+                digest,
+            });
+        }, pendingAfterMs);
+        const answered = () => clearTimeout(deadline);
+        processing.then(answered, answered);
+        processing.then(
             (result) => {
+                if (res.headersSent) return;
                 metrics.batchesReceived.inc({ result: "ok" });
                 res.status(200).json({
                     acknowledged_through: result.acknowledgedThrough,
@@ -123,6 +143,7 @@ export function changesHandler(
                 });
             },
             (err: unknown) => {
+                if (res.headersSent) return;
                 metrics.batchesReceived.inc({ result: "failed" });
                 const failure = err instanceof BatchFailedError ? err : null;
                 // Not bad input: the homeserver would not take the audit event. The host module keeps the

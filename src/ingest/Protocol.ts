@@ -18,7 +18,8 @@
  * as text because a JSON object would go through JavaScript's number type on the way in, and an audit
  * trail must not show 1 where the user stored 1.0, or round a 64-bit integer.
  */
-import { parseLossless, LosslessObject } from "../json/LosslessJson.js";
+import { LosslessObject } from "../json/LosslessJson.js";
+import { UNREAD_CONTENT } from "./ContentReader.js";
 import type { AuditGapKey, ContentCommitment, PostedRef, TrailInfo } from "../modules/ModuleApi.js";
 import type {
     AccountDataChange,
@@ -239,7 +240,9 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
     if (typeof content !== "string") {
         throw new BadFieldError(`${field}.content`, "must be a string holding the content's JSON text (an object)");
     }
-    const change = {
+    // Read when the change is recorded (ContentReader): content the appservice cannot read is then this change's
+    // problem, not the batch's (it is quarantined).
+    return {
         ...header,
         ...source,
         recovered,
@@ -249,26 +252,8 @@ function parseChange(raw: Record<string, unknown>, field: string): AccountDataCh
         roomId,
         type,
         digestGroup,
+        content: UNREAD_CONTENT,
     };
-    // Content the appservice cannot read is this change's problem, not the batch's: it is quarantined.
-    let parsed: unknown;
-    try {
-        parsed = parseLossless(content);
-    } catch (err) {
-        return {
-            ...change,
-            content: new LosslessObject(),
-            contentError: `the content is not valid JSON: ${(err as Error).message}`,
-        };
-    }
-    if (!(parsed instanceof LosslessObject)) {
-        return {
-            ...change,
-            content: new LosslessObject(),
-            contentError: "the content is not the JSON text of an object",
-        };
-    }
-    return { ...change, content: parsed };
 }
 
 export interface ChangeBatch {

@@ -20,7 +20,12 @@ export class LosslessNumber {
 
 /** A JSON object with its keys in source order. */
 export class LosslessObject {
-    public readonly entries = new Map<string, LosslessValue>();
+    protected readonly map = new Map<string, LosslessValue>();
+
+    /** Its keys and values, in source order (a getter, so that a subclass may read them only when asked). */
+    public get entries(): Map<string, LosslessValue> {
+        return this.map;
+    }
 }
 
 export class JsonSyntaxError extends Error {

@@ -174,3 +174,31 @@ export function pythonDumps(value: LosslessValue): string {
 export function pythonDumpsJsonText(text: string): string {
     return pythonDumps(parseLossless(text));
 }
+
+/**
+ * `json.dumps` of a content whose JSON text Python's `json.dumps` wrote with compact separators, as the host
+ * module writes every content: the same text with Python's default separators (", " and ": "), in one pass and
+ * without building a value (a dense array of a million numbers costs milliseconds, not a second and 70 MB). Text
+ * that Python did not write so (other number forms, escapes it would not use, duplicate keys, whitespace) is
+ * shown as written; only what the host module delivers comes here (see ContentReader).
+ */
+export function pythonDumpsCompactText(text: string): string {
+    const parts: string[] = [];
+    let from = 0;
+    let inString = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (inString) {
+            if (c === 0x5c)
+                i++; // backslash: the next character is escaped
+            else if (c === 0x22) inString = false;
+        } else if (c === 0x22) {
+            inString = true;
+        } else if (c === 0x2c || c === 0x3a) {
+            parts.push(text.slice(from, i + 1), " ");
+            from = i + 1;
+        }
+    }
+    parts.push(text.slice(from));
+    return parts.join("");
+}

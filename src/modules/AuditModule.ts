@@ -7,7 +7,8 @@
  * then cut in the body, which says so. Gap notices from crash recovery are posted as m.notice.
  */
 import { Logger } from "matrix-appservice-bridge";
-import { prettyJson, pythonDumps } from "../json/PythonJson.js";
+import { pythonDumpsContent } from "../json/LazyContent.js";
+import { prettyJson } from "../json/PythonJson.js";
 import { EventRefusedError, EventTooLargeError, holdsDelivery } from "../matrix/SendErrors.js";
 import { type AuditModuleConfig, parseAuditModuleConfig } from "../config/AuditModuleConfig.js";
 import { changeHtml, deactivationHtml, gapHtml, jsonBlock, omittedHtml, withheldHtml } from "./audit/Html.js";
@@ -229,7 +230,7 @@ export class AuditModule {
             if (encodedSize(built) > budget) throw new DoesNotFitError("the record does not fit in one event");
             return built;
         }
-        const dumped = pythonDumps(content);
+        const dumped = pythonDumpsContent(content);
         const body = auditMessageBody(change.userId, change.roomId, change.type, dumped);
         // Most readable first; each step leaves out more of the content's second and third copies. None can fit
         // when the body alone is over the budget: then no copy is built at all (content may be megabytes).

@@ -20,7 +20,7 @@ def test_defaults() -> None:
     assert config.token == "secret"
     assert config.delivery_instance == "master"
     assert config.batch_size == 100
-    assert config.batches_in_flight == 2
+    assert config.batches_in_flight == 8
     assert config.checkpoint_interval_seconds == 3600
     assert parse(checkpoint_interval_seconds=2).checkpoint_interval_seconds == 2.0
     assert config.changes_url == "http://127.0.0.1:9993/_account_data_audit/v1/changes"
@@ -44,7 +44,7 @@ def test_config_is_frozen() -> None:
         ({"batch_size": 0}, "'batch_size' must be between 1 and 10000", "batch_size"),
         ({"batch_size": True}, "'batch_size' must be an integer", "batch_size"),
         ({"batch_size": "10"}, "'batch_size' must be an integer", "batch_size"),
-        ({"batches_in_flight": 0}, "'batches_in_flight' must be between 1 and 16", "batches_in_flight"),
+        ({"batches_in_flight": 0}, "'batches_in_flight' must be between 1 and 64", "batches_in_flight"),
         ({"batches_in_flight": 2.5}, "'batches_in_flight' must be an integer", "batches_in_flight"),
         ({"max_batch_bytes": 10}, "'max_batch_bytes' must be between", "max_batch_bytes"),
         (

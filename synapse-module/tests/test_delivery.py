@@ -1,8 +1,9 @@
 import json
 import random
 from typing import Any
-from unittest.mock import Mock
+from unittest.mock import AsyncMock, Mock
 
+import pytest
 from synapse.api.errors import HttpResponseException
 from twisted.internet import defer
 
@@ -13,7 +14,7 @@ from synapse_account_data_audit.store import AuditStore
 
 from .fakes import FakeDatabase, make_api
 
-CONFIG = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=2)
+CONFIG = AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=2, batches_in_flight=2)
 
 
 def build(config: AuditModuleConfig = CONFIG) -> tuple[FakeDatabase, Mock, AccountDataAuditModule]:
@@ -94,18 +95,44 @@ def test_callback_never_awaits_the_network() -> None:
     # Delivery is stuck on the network, yet both callbacks have finished and both rows are stored.
     assert first.called and second.called
     assert len(db.rows()) == 2
-    assert api.appservice.call_count == 1
+    # The second went out at once, behind the first (see ``window``), and waits for its answer too.
+    assert api.appservice.call_count == 2
 
 
-def test_changes_during_delivery_are_sent_next_in_order_and_in_batches() -> None:
+def test_changes_during_delivery_go_out_at_once_in_order_up_to_the_window() -> None:
     db, api, module = build()
     pending = _held_posts(api)
     for n in range(1, 6):
         change(module, n)
-    assert posted_seqs(api) == [[1]]  # the others arrived while seq 1 was in flight
+    # Each went out as it came, none waiting for an answer, up to two batches' worth of rows (2 x 2).
+    assert posted_seqs(api) == [[1], [2], [3], [4]]
+    pending.pop(0).callback({})
+    assert posted_seqs(api)[-1] == [5]
     while len(pending) > 0:
         pending.pop(0).callback({})
-    assert posted_seqs(api) == [[1], [2, 3], [4, 5]]
+    assert db.rows() == []
+
+
+def test_with_several_requests_open_changes_gather_into_one_batch() -> None:
+    db, api, module = build(AuditModuleConfig(appservice_url="http://as.test", token="tok", batch_size=100))
+    pending = _held_posts(api)
+    gathering: list[defer.Deferred[None]] = []
+
+    def gather(_seconds: float) -> defer.Deferred[None]:
+        gathering.append(defer.Deferred())
+        return gathering[-1]
+
+    api.sleep = Mock(side_effect=gather)
+    for n in range(1, 11):
+        change(module, n)
+    # Four requests open: the loop lets the next changes gather (briefly) instead of one request each.
+    assert posted_seqs(api) == [[1], [2], [3], [4]]
+    assert [call.args[0] for call in api.sleep.call_args_list] == [pytest.approx(0.08)]
+    api.sleep = AsyncMock()
+    gathering[0].callback(None)
+    assert posted_seqs(api)[-1] == [5, 6, 7, 8, 9, 10]
+    while len(pending) > 0:
+        pending.pop(0).callback({})
     assert db.rows() == []
 
 
@@ -210,8 +237,11 @@ def test_the_next_batch_is_sent_before_the_first_is_answered_and_deleted_in_orde
     db = _recorded(CONFIG, 6)
     api = make_api(db)
     pending = _held_posts(api)
-    Deliverer(api, CONFIG, AuditStore(api)).kick()
-    assert posted_seqs(api) == [[1, 2], [3, 4]]  # two in flight (batches_in_flight defaults to 2)
+    config = AuditModuleConfig(
+        appservice_url="http://as.test", token="tok", batch_size=2, batches_in_flight=2
+    )
+    Deliverer(api, config, AuditStore(api)).kick()
+    assert posted_seqs(api) == [[1, 2], [3, 4]]  # two batches' worth in flight
     pending[0].callback({})
     assert posted_seqs(api) == [[1, 2], [3, 4], [5, 6]]
     assert [r[0] for r in db.rows()] == [3, 4, 5, 6]

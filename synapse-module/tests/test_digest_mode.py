@@ -70,6 +70,15 @@ def test_no_groups_without_a_backlog() -> None:
     assert groups(fetch(setup(5), 5)) == [0] * 5  # 5 waiting, min_backlog 5: each goes alone
 
 
+def test_the_backlog_counts_the_rows_in_flight_too() -> None:
+    db = setup(9)
+    # 6 rows are in batches not yet answered: the 3 after them are part of a backlog of 9, not of 3.
+    rows = db.run("", fetch_for_delivery_txn, 9, 1 << 20, 6, POLICY, frozenset(), None, 0).result
+    assert isinstance(rows, list)
+    assert groups(rows) == [7, 7, 7]
+    assert groups(fetch(setup(9), 9, after=6)) == [0, 0, 0]  # counted from after_seq alone: no backlog
+
+
 def test_a_row_once_sent_alone_is_never_grouped_later() -> None:
     db = setup(9)
     assert groups(fetch(db, 4, policy=None)) == [0] * 4  # sent without digests (maybe posted)
@@ -95,6 +104,35 @@ def test_users_in_different_lanes_get_groups_of_their_own_which_share_no_user() 
     rows = fetch(db, 10, policy=LANES)
     assert groups(rows) == [1, 2, 1, 2, 1, 2, 7, 8, 7, 8]
     assert LANES.batch_rows == 6
+
+
+def same_lane_users(count: int, lanes: int) -> list[str]:
+    """``count`` user IDs that all share one lane."""
+    users = [f"@u{i}:test.local" for i in range(10 * count * lanes)]
+    lane = lane_of(users[0], lanes)
+    return [u for u in users if lane_of(u, lanes) == lane][:count]
+
+
+def test_a_user_with_many_changes_never_shares_a_group_with_its_lane() -> None:
+    flooder, one, two = same_lane_users(3, 2)
+    db = FakeDatabase()
+    db.run("", create_tables_txn)
+    who = [flooder, flooder, one, flooder, two, flooder, flooder]
+    changes = [NewChange(f"c{i}", u, None, "m.t", "{}", i) for i, u in enumerate(who, start=1)]
+    db.run("", record_txn, b"k", changes, False, True)
+    # The flooder's changes (1, 2, 4 | 6, 7) group on their own; the single changes of its lane share one.
+    assert groups(fetch(db, 7, policy=LANES)) == [1, 1, 3, 1, 3, 6, 6]
+
+
+def test_a_user_with_changes_in_flight_is_busy_even_with_one_change_in_the_batch() -> None:
+    flooder, one = same_lane_users(2, 2)
+    rows = [
+        outbox.OutboxRow(f"c{i}", u, None, "m.t", "{}", i, seq=i)
+        for i, u in enumerate([one, flooder], start=1)
+    ]
+    assert plan_groups(rows, LANES) == [[1, 2]]  # two single changes of one lane
+    # The flooder has changes in batches not yet answered: a group with it would wait behind them.
+    assert plan_groups(rows, LANES, busy=frozenset({flooder})) == []
 
 
 def test_a_notice_ends_every_lanes_group() -> None:

@@ -59,8 +59,8 @@ def test_a_users_lane_is_crc32_of_the_user_id_modulo_the_lanes() -> None:
     assert lane_of("@alice:test.local", 1) == 0
 
 
-def row(content: str) -> OutboxRow:
-    return OutboxRow("c", "@u:x", None, "m.t", content, 0, seq=1)
+def row(content: str, data_type: str = "", room_id: str | None = None) -> OutboxRow:
+    return OutboxRow("c", "@u:x", room_id, data_type, content, 0, seq=1)
 
 
 def test_a_change_counts_its_size_but_at_most_an_eighth_of_the_group() -> None:
@@ -69,6 +69,9 @@ def test_a_change_counts_its_size_but_at_most_an_eighth_of_the_group() -> None:
     assert counted_bytes(row("x" * 12), policy) == 12
     assert counted_bytes(row("x" * 13), policy) == 12  # 100 // 8
     assert counted_bytes(row("x" * 500), policy) == 12
+    # The type and room ID are shown in the digest's line too: a long type counts like long content.
+    assert counted_bytes(row("{}", "m.t", "!r:x"), policy) == 2 + 3 + 4
+    assert counted_bytes(row("{}", "t" * 5000), policy) == 12
     # A group too small for eighths: each change still counts one byte at least.
     assert counted_bytes(row("x" * 50), DigestPolicy(0, 10, 15)) == 1
     assert counted_bytes(row("x" * 50), DigestPolicy(0, 10, 16)) == 2

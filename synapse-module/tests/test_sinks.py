@@ -98,17 +98,17 @@ def test_the_export_runs_ahead_of_a_slow_room_through_a_backlog() -> None:
     api.appservice = Mock(side_effect=answer)
     for n in range(1, 10):
         change(module, n)
-    assert posts == [("room", [1])]
+    # Each goes out as it comes, up to the window of two batches' worth of rows (2 x 2).
+    assert posts == [("room", [1]), ("room", [2]), ("room", [3]), ("room", [4])]
 
     def ack_oldest() -> None:
         seqs, d = room.pop(0)
         d.callback({"acknowledged_through": seqs[-1], "sinks": {"jsonl": seqs[-1]}})
 
-    ack_oldest()  # the pipeline fills: [2, 3] and [4, 5] in flight
     ack_oldest()  # a backlog behind a full pipeline: the export is fed past it, up to the last row
     assert ("file", [8, 9]) in posts
     assert ("room", [8, 9]) not in posts
-    assert len(db.rows()) == 6  # still only the room's acknowledgement deletes
+    assert len(db.rows()) == 8  # still only the room's acknowledgement deletes
     while room:
         ack_oldest()
     assert db.rows() == []

@@ -33,6 +33,7 @@ class FakeResponse {
     }
     public json(body: unknown): this {
         this.body = body;
+        this.headersSent = true;
         this.answered();
         return this;
     }
@@ -240,6 +241,23 @@ describe("the change handler", () => {
         expect(await batches(metrics, "rejected")).toBe(1);
         expect(fake.calls).toEqual([]);
         expect(Logger.prototype.warn).toHaveBeenCalledExactlyOnceWith("Rejected a batch: changes: must be a list");
+    });
+
+    it("says a batch is still being posted before the host module would stop waiting, and answers once", async () => {
+        let finish!: () => void;
+        fake.result = () =>
+            new Promise((resolve) => (finish = () => resolve({ acknowledgedThrough: 1, postedHead: null })));
+        const res = new FakeResponse();
+        const handler = changesHandler(processor, metrics, undefined, DIGEST, undefined, 20);
+        handler(request({ changes: [wireChange(1)] }), asRes(res), (() => undefined) as NextFunction);
+        await res.done;
+        expect(res.statusCode).toBe(503);
+        expect(res.body).toMatchObject({ errcode: "M_UNKNOWN", pending: true, digest: DIGEST });
+        expect(await batches(metrics, "pending")).toBe(1);
+        finish();
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(res.body).toMatchObject({ pending: true }); // the late result is not a second answer
+        expect(await batches(metrics, "ok")).toBe(0);
     });
 
     it("hands the batch to the processor and answers with its acknowledgement and the digest advice", async () => {

@@ -101,6 +101,16 @@ describe("the change endpoint with the JSONL export", () => {
         expect(fileSeqs()).toEqual([1, 2, 3, 4]);
     });
 
+    it("writes each change's content as received (read from its text when written, not when it arrived)", async () => {
+        await post({ changes: [wireChange(1), { ...wireChange(2), content: "{" }] });
+        const lines = readFileSync(path, "utf8")
+            .split("\n")
+            .filter((l) => l)
+            .map((l) => parseLine(l));
+        expect(lines[0]?.body).toBe('@alice:example.org has changed their account data for type m.test to: {"n": 1}');
+        expect(lines[1]?.record).toMatchObject({ level: "quarantined", quarantine: { reason: /not valid JSON/ } });
+    });
+
     it("refuses a malformed sinks_only", async () => {
         const res = await post({ changes: [wireChange(1)], sinks_only: "jsonl" });
         expect(res).toMatchObject({ status: 400, json: { field: "sinks_only" } });

@@ -4,6 +4,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { BadFieldError, MAX_CHANGES_PER_BATCH, parseChangeBatch, parsePostedRef } from "../../src/ingest/Protocol.js";
+import { readContent, UNREAD_CONTENT } from "../../src/ingest/ContentReader.js";
+import { pythonDumps } from "../../src/json/PythonJson.js";
+import type { AccountDataChange } from "../../src/modules/ModuleHost.js";
 
 const H = "a".repeat(64);
 const H2 = "b".repeat(64);
@@ -144,8 +147,18 @@ describe("a batch's records", () => {
         ]);
     });
 
+    it("keeps a content as text until the change is recorded (reading it costs far more memory)", () => {
+        const [change] = parseChangeBatch(withChange({ content: '{"a": [1, 2.0]}' })).changes;
+        expect((change as AccountDataChange).content).toBe(UNREAD_CONTENT);
+        const read = readContent(change as AccountDataChange);
+        expect(pythonDumps(read.content)).toBe('{"a": [1, 2.0]}');
+        expect(readContent(read)).toBe(read); // read once
+    });
+
     it("quarantines a content it cannot read, or one sent without its content, instead of refusing the batch", () => {
-        const parse = (fields: Record<string, unknown>) => parseChangeBatch(withChange(fields)).changes[0];
+        const parse = (fields: Record<string, unknown>) =>
+            readContent(parseChangeBatch(withChange(fields)).changes[0] as AccountDataChange);
+        expect(parseChangeBatch(withChange({ content: "{" })).changes[0]).not.toHaveProperty("contentError");
         expect(parse({ content: "[1]" })).toMatchObject({
             contentError: "the content is not the JSON text of an object",
         });

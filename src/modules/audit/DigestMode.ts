@@ -6,7 +6,8 @@
  * mode"). What does not fit in one event is left out as for a single change: the HTML's copies of the contents
  * first, then the records'. A digest that still does not fit is split (see AuditModule).
  */
-import { prettyJson, pythonDumps } from "../../json/PythonJson.js";
+import { pythonDumpsContent } from "../../json/LazyContent.js";
+import { prettyJson } from "../../json/PythonJson.js";
 import type { DigestChange } from "../ModuleApi.js";
 import { changeHtml, jsonBlock, omittedHtml, withheldHtml } from "./Html.js";
 import { auditMessageBody, cutMessageBody, withheldText } from "./Messages.js";
@@ -38,7 +39,7 @@ function line({ change, decision }: DecidedChange, lineCap = Infinity): string {
         const bytes = Buffer.byteLength(change.contentJson, "utf8");
         return auditMessageBody(change.userId, change.roomId, change.type, withheldText(bytes, change.keyedDigest));
     }
-    const dumped = pythonDumps(change.content);
+    const dumped = pythonDumpsContent(change.content);
     const whole = auditMessageBody(change.userId, change.roomId, change.type, dumped);
     if (whole.length <= lineCap) return whole;
     const fits = (cut: string) => cut.length <= lineCap;
@@ -121,7 +122,10 @@ function build(posted: readonly DecidedChange[], copies: Copies, lineCap = Infin
  * host module groups them so, see its `counted_bytes`); null if even that cannot fit (the digest is then split).
  */
 export function digestMessage(posted: readonly DecidedChange[], budget: number): Record<string, unknown> | null {
-    for (const copies of ["all", "no_html", "body_only"] as const) {
+    // Whole lines longer than the budget cannot fit with any copies: skip building them (the HTML copy of a
+    // megabyte content would read every value of it).
+    const wholeLines = posted.reduce((sum, decided) => sum + line(decided).length + 1, 0);
+    for (const copies of wholeLines > budget ? [] : (["all", "no_html", "body_only"] as const)) {
         const message = build(posted, copies);
         if (size(message) <= budget) return message;
     }

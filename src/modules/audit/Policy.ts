@@ -6,6 +6,7 @@
  */
 import { type AuditLevel, type AuditPolicyConfig, GLOBAL_ROOM } from "../../config/AuditModuleConfig.js";
 import { LosslessObject } from "../../json/LosslessJson.js";
+import { LazyContent } from "../../json/LazyContent.js";
 import { GlobSet } from "./Glob.js";
 
 // For the policy's users: these types come from its schema, which sits in config/ (config/ never imports modules/).
@@ -30,11 +31,23 @@ export const SECRET_TYPES = [
  * name as `{"encrypted": {<key ID>: {"iv", "ciphertext", "mac"}}}`, and clients add secrets of their own.
  */
 export function isSecretStorageItem(content: LosslessObject | null | undefined): boolean {
+    // A large content is not read value by value: it was decided from its plain parse (isPlainSecretStorageItem).
+    if (content instanceof LazyContent) return content.secretStorageItem;
     const encrypted = content?.entries.get("encrypted");
     if (!(encrypted instanceof LosslessObject) || encrypted.entries.size === 0) return false;
     return [...encrypted.entries.values()].every(
         (item) => item instanceof LosslessObject && item.entries.has("ciphertext") && item.entries.has("mac"),
     );
+}
+
+/** isSecretStorageItem for a content read with `JSON.parse` (the same structure, without exact numbers). */
+export function isPlainSecretStorageItem(content: Record<string, unknown>): boolean {
+    const isObject = (v: unknown): v is Record<string, unknown> =>
+        typeof v === "object" && v !== null && !Array.isArray(v);
+    const encrypted = content.encrypted;
+    if (!isObject(encrypted)) return false;
+    const items = Object.values(encrypted);
+    return items.length > 0 && items.every((item) => isObject(item) && "ciphertext" in item && "mac" in item);
 }
 
 interface CompiledRule {

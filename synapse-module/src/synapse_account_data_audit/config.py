@@ -42,9 +42,11 @@ class AuditModuleConfig:
     delivery_instance: str = "master"
     #: Most changes in one request.
     batch_size: int = 100
-    #: Requests sent before the first is answered: the next batch is under way while the appservice
-    #: finishes the last one, so its sends never pause at a batch boundary. 1 sends one at a time.
-    batches_in_flight: int = 2
+    #: How much is sent before the first request is answered, in full batches (``batch_size`` rows and
+    #: ``max_batch_bytes`` of weight each; see ``window``), in as many requests as it takes: the next changes
+    #: are under way while the appservice posts the last ones, and one user's backlog of slow records does not
+    #: keep other users' changes in the outbox. 1 sends one request at a time.
+    batches_in_flight: int = 8
     #: Soft cap on one request's content bytes; a single larger change is still sent, alone.
     max_batch_bytes: int = 1024 * 1024
     #: A change whose content has more bytes than this is delivered without it, and posted quarantined with
@@ -144,7 +146,7 @@ def parse_config(config: Any) -> AuditModuleConfig:
         token=token,
         delivery_instance=instance,
         batch_size=_integer(config, "batch_size", 100, 1, 10_000),
-        batches_in_flight=_integer(config, "batches_in_flight", 2, 1, 16),
+        batches_in_flight=_integer(config, "batches_in_flight", 8, 1, 64),
         max_batch_bytes=_integer(config, "max_batch_bytes", 1024 * 1024, 1024, 1024 * 1024 * 1024),
         max_content_bytes=_integer(config, "max_content_bytes", 1024 * 1024, 1024, 1024 * 1024 * 1024),
         backoff_initial_seconds=backoff_initial,

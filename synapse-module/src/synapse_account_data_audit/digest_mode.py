@@ -7,14 +7,18 @@ exactly the same groups, and the appservice posts each as one event with the sam
 fetched gets its decision, so a row once sent on its own (it may have been posted) is never put into a group
 later. A group never changes once recorded and never straddles a batch.
 
-Users are spread over ``lanes`` by a hash of their ID, and a group holds the consecutive changes of one lane:
-groups of different lanes share no user, so the appservice can post them at once without putting any user's
-changes out of order. A gap notice or a (de)activation ends every open group.
+A user with several changes in the batch, or with changes in a batch not yet answered, is *busy*: its changes
+go into groups of their own. The other users are spread over ``lanes`` by a hash of their ID, and a group
+holds the consecutive single changes of one lane. Groups that share no user are posted side by side by the
+appservice without putting any user's changes out of order, and a group waits only for its own users' earlier
+records: a user who writes thousands of changes never shares a group with anyone else, so nobody's record
+waits behind that user's backlog. A gap notice or a (de)activation ends every open group.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -71,37 +75,47 @@ LARGE_CHANGES_PER_GROUP = 8
 
 
 def counted_bytes(row: OutboxRow, policy: DigestPolicy) -> int:
-    """What a row counts against ``max_bytes``: its content's size, at most a share of the group."""
-    return min(len(row.content), max(1, policy.max_bytes // LARGE_CHANGES_PER_GROUP))
+    """What a row counts against ``max_bytes``: its content's, type's and room ID's size (each is shown in the
+    digest's line), at most a share of the group."""
+    shown = len(row.content) + len(row.account_data_type) + len(row.room_id or "")
+    return min(shown, max(1, policy.max_bytes // LARGE_CHANGES_PER_GROUP))
 
 
-def plan_groups(rows: list[OutboxRow], policy: DigestPolicy) -> list[list[int]]:
-    """New groups (their seqs, first seq first) among ``rows`` not yet grouped: each lane's consecutive
-    changes, greedily, up to ``max_changes`` and ``max_bytes`` (a large change counting as a share, see
-    ``counted_bytes``); any other row (a gap notice, a deactivation, a row already decided) ends every open
-    group; no groups of one."""
+def plan_groups(
+    rows: list[OutboxRow], policy: DigestPolicy, busy: frozenset[str] = frozenset()
+) -> list[list[int]]:
+    """New groups (their seqs, first seq first) among ``rows`` not yet grouped: each busy user's consecutive
+    changes, and each lane's consecutive changes of the other users, greedily, up to ``max_changes`` and
+    ``max_bytes`` (a large change counting as a share, see ``counted_bytes``); any other row (a gap notice, a
+    deactivation, a row already decided) ends every open group; no groups of one. Busy: in ``busy`` (changes
+    in a batch not yet answered) or with more than one change among ``rows``."""
     groups: list[list[int]] = []
-    runs: dict[int, tuple[list[int], int]] = {}  # lane -> (seqs, content bytes)
+    runs: dict[str | int, tuple[list[int], int]] = {}  # busy user or lane -> (seqs, content bytes)
+    changes_of = Counter(row.user_id for row in rows if row.digest_group is None and row.kind in _GROUPABLE)
 
-    def close(lane: int) -> None:
-        seqs, _ = runs.pop(lane)
+    def close(run: str | int) -> None:
+        seqs, _ = runs.pop(run)
         if len(seqs) > 1:
             groups.append(seqs)
 
     for row in rows:
         if row.digest_group is not None or row.kind not in _GROUPABLE:
-            for lane in list(runs):
-                close(lane)
+            for open_run in list(runs):
+                close(open_run)
             continue
-        lane = lane_of(row.user_id, policy.lanes)
-        seqs, size = runs.get(lane, ([], 0))
+        run: str | int = (
+            row.user_id
+            if row.user_id in busy or changes_of[row.user_id] > 1
+            else lane_of(row.user_id, policy.lanes)
+        )
+        seqs, size = runs.get(run, ([], 0))
         counted = counted_bytes(row, policy)
         if seqs and (len(seqs) >= policy.max_changes or size + counted > policy.max_bytes):
-            close(lane)
+            close(run)
             seqs, size = [], 0
-        runs[lane] = ([*seqs, row.seq], size + counted)
-    for lane in list(runs):
-        close(lane)
+        runs[run] = ([*seqs, row.seq], size + counted)
+    for run in list(runs):
+        close(run)
     return sorted(groups)
 
 
@@ -124,18 +138,31 @@ def whole_group_prefixes(rows: list[OutboxRow], open_groups: frozenset[int] = fr
 
 
 def fetch_for_delivery_txn(
-    txn: LoggingTransaction, limit: int, max_bytes: int, after_seq: int, policy: DigestPolicy | None
+    txn: LoggingTransaction,
+    limit: int,
+    max_bytes: int,
+    after_seq: int,
+    policy: DigestPolicy | None,
+    busy: frozenset[str] = frozenset(),
+    content_cap: int | None = None,
+    backlog_after: int | None = None,
 ) -> list[OutboxRow]:
-    """The next batch, with digest groups decided and recorded where a backlog calls for them, and never
-    ending inside a group (a group is delivered whole)."""
-    rows = fetch_batch_txn(txn, limit, max_bytes, after_seq)
+    """The next batch, with digest groups decided and recorded where a backlog (the rows after
+    ``backlog_after``, which defaults to ``after_seq``) calls for them (``busy``: the users with changes in
+    batches not yet answered), and never ending inside a group (a group is delivered whole)."""
+    rows = fetch_batch_txn(txn, limit, max_bytes, after_seq, content_cap)
     if not rows:
         return rows
     if policy is not None:
-        txn.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE seq > ?", (after_seq,))
+        # The backlog includes the rows in batches not yet answered (``backlog_after``): with many batches in
+        # flight, a burst's backlog is mostly there.
+        txn.execute(
+            f"SELECT COUNT(*) FROM {TABLE} WHERE seq > ?",
+            (after_seq if backlog_after is None else min(after_seq, backlog_after),),
+        )
         count = txn.fetchone()
         if count is not None and int(count[0]) > policy.min_backlog:
-            groups = plan_groups(rows, policy)
+            groups = plan_groups(rows, policy, busy)
             for seqs in groups:
                 marks = ",".join("?" * len(seqs))
                 txn.execute(

@@ -80,7 +80,10 @@ class SinkFeeder:
                 self._more = False
                 after = self.through
                 rows = await self._outbox.read_batch(
-                    self._config.batch_size, self._config.max_batch_bytes, after
+                    self._config.batch_size,
+                    self._config.max_batch_bytes,
+                    after,
+                    self._config.max_content_bytes,
                 )
                 if not rows:
                     if self._more:
