@@ -47,6 +47,9 @@ function contentBytes(unit: AuditUnit): number {
     return unit.kind === undefined || unit.kind === "change" ? textOf(unit) : 0;
 }
 
+/** How many acknowledged batches are remembered (more than the host module keeps in flight: 64). */
+const ACKNOWLEDGED_KEPT = 256;
+
 /** How many failed batches are remembered, to fail the batches the host module had sent behind them. */
 const FAILED_BATCHES = 64;
 
@@ -84,6 +87,8 @@ export class ChangeProcessor {
     private readonly recentIds = new Set<string>();
     /** The batches being posted, by their seqs (batchKey): a batch sent again meanwhile joins its own. */
     private readonly underWay = new Map<string, Promise<BatchResult>>();
+    /** The last batches acknowledged, by their seqs: a batch sent again just after gets the same answer. */
+    private readonly acknowledged = new Map<string, Promise<BatchResult>>();
     /** The last seqs of recent batches that failed: a batch that `follows` one of them fails too. */
     private readonly failedBatchEnds = new Set<number>();
 
@@ -114,11 +119,14 @@ export class ChangeProcessor {
         follows: number | null = null,
         postedHead: PostedRef | null = null,
         ackedHead: PostedRef | null = null,
+        again = false,
     ): Promise<BatchResult> {
-        // The same batch again while it is still being posted (its answer said so: see IngestRoute): it joins the
-        // work under way rather than queueing behind everything started since.
+        // The same batch sent again because its answer said it was still being posted (IngestRoute): it joins the
+        // work under way, or, if that has just been acknowledged (the "pending" answer and its end crossed), gets
+        // that acknowledgement. Started afresh it would queue behind everything started since, or wait for a
+        // predecessor that started long ago, and fail. It changes nothing of the order batches start in.
         const key = batchKey(records);
-        const underWay = this.underWay.get(key);
+        const underWay = again ? (this.underWay.get(key) ?? this.acknowledged.get(key)) : undefined;
         if (underWay) return underWay;
         if (follows !== null && follows !== this.lastStartedSeq) await this.predecessor(follows);
         if (follows !== null && this.failedBatchEnds.has(follows)) {
@@ -147,11 +155,19 @@ export class ChangeProcessor {
         result.catch(() => this.noteFailed(records));
         this.running = result;
         this.underWay.set(key, result);
-        const finished = () => {
+        const finished = (acknowledged: boolean) => {
             if (this.running === result) this.running = undefined;
             if (this.underWay.get(key) === result) this.underWay.delete(key);
+            if (!acknowledged) return;
+            this.acknowledged.set(key, result);
+            if (this.acknowledged.size > ACKNOWLEDGED_KEPT) {
+                this.acknowledged.delete(this.acknowledged.keys().next().value as string);
+            }
         };
-        result.then(finished, finished);
+        result.then(
+            () => finished(true),
+            () => finished(false),
+        );
         this.started(records);
         return result;
     }

@@ -6,7 +6,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from "express";
 import { type AppService, Logger } from "matrix-appservice-bridge";
 import type { Metrics } from "../Metrics.js";
-import { BatchFailedError, type ChangeProcessor } from "./ChangeProcessor.js";
+import { BatchFailedError, type BatchResult, type ChangeProcessor } from "./ChangeProcessor.js";
 import { type DeliveryHealth, TOKEN_MISMATCH } from "./DeliveryHealth.js";
 import { BadFieldError, CHANGES_PATH, parseChangeBatch } from "./Protocol.js";
 
@@ -116,47 +116,83 @@ export function changesHandler(
             );
             return;
         }
-        const processing = processor.process(batch.changes, batch.follows, batch.postedHead, batch.ackedHead);
-        // The host module's HTTP client (Synapse's) gives up on an answer after 60 s, and a batch is answered only
-        // once it and every batch before it are posted, which one user's backlog can make take minutes. Before
-        // then, say the batch is still being posted: the host module sends the same batch again at once, and it
-        // joins the work under way (ChangeProcessor). 503, so that a host module older than this retries too.
-        const deadline = setTimeout(() => {
-            if (res.headersSent) return;
-            metrics.batchesReceived.inc({ result: "pending" });
-            sendMatrixError(res, 503, "M_UNKNOWN", "The batch is still being posted; send it again", {
-                pending: true,
-                digest,
-            });
-        }, pendingAfterMs);
-        const answered = () => clearTimeout(deadline);
-        processing.then(answered, answered);
-        processing.then(
-            (result) => {
-                if (res.headersSent) return;
-                metrics.batchesReceived.inc({ result: "ok" });
-                res.status(200).json({
-                    acknowledged_through: result.acknowledgedThrough,
-                    posted_head: result.postedHead,
-                    digest,
-                    ...sinks(),
-                });
-            },
-            (err: unknown) => {
-                if (res.headersSent) return;
-                metrics.batchesReceived.inc({ result: "failed" });
-                const failure = err instanceof BatchFailedError ? err : null;
-                // Not bad input: the homeserver would not take the audit event. The host module keeps the
-                // batch and retries; what was already handled is reported so it can be dropped.
-                sendMatrixError(res, 503, "M_UNKNOWN", (err as Error).message, {
-                    processed_through: failure?.processedThrough ?? null,
-                    digest,
-                    ...(failure && failure.processedThrough !== null ? { posted_head: failure.postedHead } : {}),
-                    ...sinks(),
-                });
-            },
+        const processing = processor.process(
+            batch.changes,
+            batch.follows,
+            batch.postedHead,
+            batch.ackedHead,
+            batch.again,
         );
+        const seqs = `${batch.changes[0]?.seq}-${batch.changes.at(-1)?.seq}`;
+        answerWhenPosted(res, processing, { metrics, digest, sinks, seqs, pendingAfterMs });
     };
+}
+
+/**
+ * Answers a batch once it is posted, or, after `pendingAfterMs`, that it is still being posted. The host module's
+ * HTTP client (Synapse's) gives up on an answer after 60 s, and a batch is answered only once it and every batch
+ * before it are posted, which one user's backlog can make take minutes: before then the host module is told to
+ * send the same batch again at once, and it joins the work under way (ChangeProcessor). 503, so that a host
+ * module older than this retries too. The response (and through it the request's whole body) is dropped once
+ * answered: the batch may be posted for minutes more, while the host module sends it again every 40 s.
+ */
+function answerWhenPosted(
+    response: Response,
+    processing: Promise<BatchResult>,
+    context: {
+        metrics: Metrics;
+        digest: DigestAdvice | null;
+        sinks: () => Record<string, unknown>;
+        seqs: string;
+        pendingAfterMs: number;
+    },
+): void {
+    const { metrics, digest, sinks, seqs } = context;
+    let answering: Response | null = response;
+    const take = (): Response | null => {
+        const res = answering;
+        answering = null;
+        return res !== null && !res.headersSent ? res : null;
+    };
+    const deadline = setTimeout(() => {
+        const res = take();
+        if (res === null) return;
+        metrics.batchesReceived.inc({ result: "pending" });
+        sendMatrixError(res, 503, "M_UNKNOWN", "The batch is still being posted; send it again", {
+            pending: true,
+            digest,
+        });
+    }, context.pendingAfterMs);
+    processing.then(
+        (result) => {
+            clearTimeout(deadline);
+            const res = take();
+            if (res === null) return;
+            metrics.batchesReceived.inc({ result: "ok" });
+            res.status(200).json({
+                acknowledged_through: result.acknowledgedThrough,
+                posted_head: result.postedHead,
+                digest,
+                ...sinks(),
+            });
+        },
+        (err: unknown) => {
+            clearTimeout(deadline);
+            log.warn(`Batch seq ${seqs} not acknowledged: ${(err as Error).message}`);
+            const res = take();
+            if (res === null) return;
+            metrics.batchesReceived.inc({ result: "failed" });
+            const failure = err instanceof BatchFailedError ? err : null;
+            // Not bad input: the homeserver would not take the audit event. The host module keeps the batch and
+            // retries; what was already handled is reported so it can be dropped.
+            sendMatrixError(res, 503, "M_UNKNOWN", (err as Error).message, {
+                processed_through: failure?.processedThrough ?? null,
+                digest,
+                ...(failure && failure.processedThrough !== null ? { posted_head: failure.postedHead } : {}),
+                ...sinks(),
+            });
+        },
+    );
 }
 
 interface BodyParserError {

@@ -271,13 +271,19 @@ export interface ChangeBatch {
      * room refuses records (README, "The JSONL export"). Null: every sink, the room included.
      */
     sinksOnly: string[] | null;
+    /**
+     * The same batch sent again because its answer said it was still being posted (`again`): it joins the work
+     * under way instead of starting afresh (ChangeProcessor).
+     */
+    again: boolean;
 }
 
 /** Validates a parsed request body; throws BadFieldError naming the first wrong field. */
 export function parseChangeBatch(body: unknown): ChangeBatch {
     if (!isObject(body)) throw new BadFieldError("body", "must be a JSON object");
     const { changes, follows = null, posted_head: postedHead = null, acked_head: ackedHead = null } = body;
-    const { checkpoint_interval_seconds: interval = null, sinks_only: sinksOnly = null } = body;
+    const { checkpoint_interval_seconds: interval = null, sinks_only: sinksOnly = null, again = false } = body;
+    if (typeof again !== "boolean") throw new BadFieldError("again", "must be a boolean");
     if (sinksOnly !== null && !(Array.isArray(sinksOnly) && sinksOnly.every((s) => typeof s === "string"))) {
         throw new BadFieldError("sinks_only", "must be null or a list of sink names");
     }
@@ -307,5 +313,6 @@ export function parseChangeBatch(body: unknown): ChangeBatch {
         ackedHead: parsePostedRef(ackedHead, "acked_head"),
         checkpointIntervalSeconds: interval,
         sinksOnly: sinksOnly as string[] | null,
+        again,
     };
 }

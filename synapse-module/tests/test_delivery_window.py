@@ -76,6 +76,8 @@ def test_a_batch_still_being_posted_is_sent_again_at_once_without_a_backoff() ->
     failures_before = FAILURES._value.get()
     _record(module, "@u:t", 1)
     assert _posted(api) == [[1], [1], [1]]
+    # Sent again as such: the appservice joins it to the work under way.
+    assert [call.args[1].get("again") for call in api.appservice.call_args_list] == [None, True, True]
     assert api.sleep.call_count == 0  # no backoff: it was never a failure
     assert FAILURES._value.get() == failures_before
     assert db.rows() == []

@@ -73,7 +73,7 @@ def test_no_groups_without_a_backlog() -> None:
 def test_the_backlog_counts_the_rows_in_flight_too() -> None:
     db = setup(9)
     # 6 rows are in batches not yet answered: the 3 after them are part of a backlog of 9, not of 3.
-    rows = db.run("", fetch_for_delivery_txn, 9, 1 << 20, 6, POLICY, frozenset(), None, 0).result
+    rows = db.run("", fetch_for_delivery_txn, 9, 1 << 20, 6, POLICY, frozenset(), 0).result
     assert isinstance(rows, list)
     assert groups(rows) == [7, 7, 7]
     assert groups(fetch(setup(9), 9, after=6)) == [0, 0, 0]  # counted from after_seq alone: no backlog

@@ -19,19 +19,17 @@ def test_a_rows_weight_is_the_bytes_it_puts_in_flight() -> None:
     assert row_weight(row("{}", data_type="t" * 5000, room_id="!r:x")) == 5000 + 4 + 2
 
 
-def test_content_over_the_cap_weighs_nothing_it_is_not_delivered() -> None:
+def test_content_over_the_cap_weighs_in_full_it_is_read_and_held_while_in_flight() -> None:
     big = "[" + ",".join("0" * 1000) + "]"
-    assert row_weight(row(big), content_cap=len(big) - 1) == 3
-    assert row_weight(row(big), content_cap=len(big)) == 3 + len(big)
+    assert row_weight(row(big)) == 3 + len(big)
 
 
 def test_other_records_weigh_their_bytes() -> None:
     assert row_weight(row('{"a":1,"b":2}', data_type="", kind=KIND_CHECKPOINT)) == 13
-    assert row_weight(row('{"a":1,"b":2}', data_type="", kind=KIND_CHECKPOINT), content_cap=1) == 13
 
 
 def test_the_first_batch_always_goes_then_rows_and_weight_bound_the_rest() -> None:
-    window = PipelineWindow(batches=2, batch_rows=3, batch_bytes=1000, content_cap=None)
+    window = PipelineWindow(batches=2, batch_rows=3, batch_bytes=1000)
     huge = [row("x" * 5000)]
     assert window.has_room()
     weight = window.sent(huge)  # over every budget alone: sent all the same
@@ -47,18 +45,18 @@ def test_the_first_batch_always_goes_then_rows_and_weight_bound_the_rest() -> No
 
 
 def test_requests_are_bounded_too_and_one_batch_means_one_request() -> None:
-    window = PipelineWindow(batches=64, batch_rows=100, batch_bytes=1 << 30, content_cap=None)
+    window = PipelineWindow(batches=64, batch_rows=100, batch_bytes=1 << 30)
     for _ in range(MAX_REQUESTS):
         assert window.has_room()
         window.sent([row("{}")])
     assert not window.has_room()
-    single = PipelineWindow(batches=1, batch_rows=100, batch_bytes=1 << 30, content_cap=None)
+    single = PipelineWindow(batches=1, batch_rows=100, batch_bytes=1 << 30)
     single.sent([row("{}")])
     assert not single.has_room()
 
 
 def test_changes_gather_only_while_several_requests_are_open() -> None:
-    window = PipelineWindow(batches=8, batch_rows=100, batch_bytes=1 << 30, content_cap=None)
+    window = PipelineWindow(batches=8, batch_rows=100, batch_bytes=1 << 30)
     gathered = []
     for _ in range(40):
         gathered.append(window.gather_seconds(last_was_full=False))

@@ -65,7 +65,7 @@ describe("ChangeProcessor: a batch sent again while it is being posted", () => {
         const later = p.process([change(3, "{}")], 2); // sent behind it, and slow (one user's backlog)
         await settle();
         // The host module's request for seqs 1-2 was answered "pending": it sends the same batch again.
-        const again = p.process([change(1, "{}"), change(2, "{}")], null);
+        const again = p.process([change(1, "{}"), change(2, "{}")], null, null, null, true);
         gates.get(1)?.();
         gates.get(2)?.();
         // Answered as soon as seqs 1-2 are posted, while seq 3 still is not; nothing posted twice.
@@ -73,5 +73,24 @@ describe("ChangeProcessor: a batch sent again while it is being posted", () => {
         expect(dispatched).toEqual([1, 2, 3]);
         gates.get(3)?.();
         expect(await later).toMatchObject({ acknowledgedThrough: 3 });
+    });
+});
+
+describe("ChangeProcessor: a batch sent again just after it was acknowledged", () => {
+    it("gets the same acknowledgement, not a wait for a predecessor that started long ago", async () => {
+        const dispatched: number[] = [];
+        const p = new ChangeProcessor(
+            { dispatch: async (unit: AuditUnit) => void dispatched.push(unit.seq) },
+            undefined,
+            8,
+            50, // a predecessor that never comes fails the batch after 50 ms
+        );
+        const first = await p.process([change(1, "{}")]);
+        const second = await p.process([change(2, "{}")], 1);
+        // The host module's request for seq 2 was answered "pending" just before seq 2 was acknowledged: it sends
+        // the same batch again, with the same `follows`.
+        expect(await p.process([change(2, "{}")], 1, null, null, true)).toEqual(second);
+        expect(first).toMatchObject({ acknowledgedThrough: 1 });
+        expect(dispatched).toEqual([1, 2]);
     });
 });

@@ -43,7 +43,10 @@ describe("a batch's records", () => {
             ackedHead: null,
             checkpointIntervalSeconds: null,
             sinksOnly: null,
+            again: false,
         });
+        expect(parseChangeBatch({ changes: [], again: true }).again).toBe(true);
+        expect(() => parseChangeBatch({ changes: [], again: "yes" })).toThrow(/again: must be a boolean/);
         const [change] = batch.changes;
         expect(change).toMatchObject({
             id: "c1",

@@ -150,12 +150,7 @@ class Deliverer:
         )
         # In digest mode a batch has room for every lane to fill a digest.
         limit = max(self._config.batch_size, self._digest.batch_rows if self._digest else 0)
-        window = PipelineWindow(
-            self._config.batches_in_flight,
-            limit,
-            self._config.max_batch_bytes,
-            self._config.max_content_bytes,
-        )
+        window = PipelineWindow(self._config.batches_in_flight, limit, self._config.max_batch_bytes)
         after_seq = 0
         last_was_full = True
         failed: tuple[list[outbox.OutboxRow], Exception] | None = None
@@ -175,7 +170,6 @@ class Deliverer:
                     after_seq,
                     self._digest,
                     busy,
-                    self._config.max_content_bytes,
                     backlog_after,
                 )
                 if rows:
@@ -244,6 +238,7 @@ class Deliverer:
                 # Still being posted (one user's backlog ahead of it): the same batch again joins that work,
                 # and its answer comes before Synapse's HTTP client would give up waiting (60 s).
                 PENDING.inc()
+                body["again"] = True
             except Exception as e:
                 return e, NO_HEAD
         if isinstance(answer, dict) and "digest" in answer:

@@ -144,13 +144,12 @@ def fetch_for_delivery_txn(
     after_seq: int,
     policy: DigestPolicy | None,
     busy: frozenset[str] = frozenset(),
-    content_cap: int | None = None,
     backlog_after: int | None = None,
 ) -> list[OutboxRow]:
     """The next batch, with digest groups decided and recorded where a backlog (the rows after
     ``backlog_after``, which defaults to ``after_seq``) calls for them (``busy``: the users with changes in
     batches not yet answered), and never ending inside a group (a group is delivered whole)."""
-    rows = fetch_batch_txn(txn, limit, max_bytes, after_seq, content_cap)
+    rows = fetch_batch_txn(txn, limit, max_bytes, after_seq)
     if not rows:
         return rows
     if policy is not None:

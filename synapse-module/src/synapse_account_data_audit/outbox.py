@@ -209,21 +209,19 @@ def fetch_batch_txn(
     limit: int,
     max_bytes: int,
     after_seq: int = 0,
-    content_cap: int | None = None,
 ) -> list[OutboxRow]:
     """The oldest changes after ``after_seq``, in sequence order: at most ``limit`` rows and about
-    ``max_bytes`` of content, type and details (always at least one row, however large). A content longer
-    than ``content_cap`` counts nothing: it is delivered without it (``OutboxRow.to_wire``). Without their
-    salts (see ``AuditStore.fetch_batch``).
+    ``max_bytes`` of content, type and details (always at least one row, however large). Without their salts
+    (see ``AuditStore.fetch_batch``).
 
     The sizes are read first and only the rows that fit are fetched: anyone can store values of tens of
-    megabytes, and reading ``limit`` of them at once would hold gigabytes in Synapse's memory."""
-    cap = (1 << 62) if content_cap is None else content_cap
+    megabytes, and reading ``limit`` of them at once would hold gigabytes in Synapse's memory. A content over
+    ``max_content_bytes`` counts in full too, although it is delivered without it: it is read all the same
+    (its size and commitment are computed from it), and held while its batch is in flight."""
     txn.execute(
-        f"SELECT seq, LENGTH(COALESCE(details, '')) + LENGTH(COALESCE(account_data_type, ''))"
-        f" + CASE WHEN LENGTH(COALESCE(content, '')) > ? THEN 0 ELSE LENGTH(COALESCE(content, '')) END"
-        f" FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
-        (cap, after_seq, limit),
+        f"SELECT seq, LENGTH(COALESCE(content, '')) + LENGTH(COALESCE(details, ''))"
+        f" + LENGTH(COALESCE(account_data_type, '')) FROM {TABLE} WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+        (after_seq, limit),
     )
     last_seq: int | None = None
     total = 0

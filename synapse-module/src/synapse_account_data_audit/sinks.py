@@ -80,10 +80,7 @@ class SinkFeeder:
                 self._more = False
                 after = self.through
                 rows = await self._outbox.read_batch(
-                    self._config.batch_size,
-                    self._config.max_batch_bytes,
-                    after,
-                    self._config.max_content_bytes,
+                    self._config.batch_size, self._config.max_batch_bytes, after
                 )
                 if not rows:
                     if self._more:

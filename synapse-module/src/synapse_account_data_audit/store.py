@@ -192,7 +192,6 @@ class AuditStore:
         after_seq: int = 0,
         digest: DigestPolicy | None = None,
         busy: frozenset[str] = frozenset(),
-        content_cap: int | None = None,
         backlog_after: int | None = None,
     ) -> list[outbox.OutboxRow]:
         await self.ensure_tables()
@@ -204,19 +203,16 @@ class AuditStore:
             after_seq,
             digest,
             busy,
-            content_cap,
             backlog_after,
         )
         return outbox.with_salts(self._key, rows)
 
-    async def read_batch(
-        self, limit: int, max_bytes: int, after_seq: int, content_cap: int | None = None
-    ) -> list[outbox.OutboxRow]:
+    async def read_batch(self, limit: int, max_bytes: int, after_seq: int) -> list[outbox.OutboxRow]:
         """The rows after ``after_seq``, read only: no digest group is decided (the room's fetch decides them,
         and a group decided here would be the room's too)."""
         await self.ensure_tables()
         rows: list[outbox.OutboxRow] = await self._api.run_db_interaction(
-            "account_data_audit_read", outbox.fetch_batch_txn, limit, max_bytes, after_seq, content_cap
+            "account_data_audit_read", outbox.fetch_batch_txn, limit, max_bytes, after_seq
         )
         return outbox.with_salts(self._key, rows)
 

@@ -21,7 +21,7 @@ from synapse.logging.context import PreserveLoggingContext
 from synapse.module_api import make_deferred_yieldable
 from twisted.internet import defer
 
-from .records import KIND_CHANGE, KIND_RECOVERED, OutboxRow
+from .records import OutboxRow
 
 #: Requests open at once, at most (each is a connection to the appservice).
 MAX_REQUESTS = 64
@@ -34,25 +34,20 @@ GATHER_SECONDS_PER_REQUEST = 0.02
 GATHER_MAX_SECONDS = 0.5
 
 
-def row_weight(row: OutboxRow, content_cap: int | None = None) -> int:
-    """The bytes ``row`` puts in flight: its type, room ID, details and content (unless the content goes
-    without it, being over ``content_cap``: see ``OutboxRow.to_wire``)."""
-    weight = len(row.account_data_type) + len(row.room_id or "") + len(row.details or "")
-    over_cap = content_cap is not None and len(row.content) > content_cap
-    if over_cap and row.kind in (KIND_CHANGE, KIND_RECOVERED):
-        return weight
-    return weight + len(row.content)
+def row_weight(row: OutboxRow) -> int:
+    """The bytes ``row`` holds while in flight: its type, room ID, details and content (a content over
+    ``max_content_bytes`` too: it is delivered without it, but read and held all the same)."""
+    return len(row.account_data_type) + len(row.room_id or "") + len(row.details or "") + len(row.content)
 
 
 class PipelineWindow:
     """The rows and weight of the batches in flight, against the budget."""
 
-    def __init__(self, batches: int, batch_rows: int, batch_bytes: int, content_cap: int | None) -> None:
+    def __init__(self, batches: int, batch_rows: int, batch_bytes: int) -> None:
         self._max_rows = batches * batch_rows
         self._max_weight = batches * batch_bytes
         # One batch in flight means one request at a time (the loop waits for each answer).
         self._max_requests = 1 if batches <= 1 else MAX_REQUESTS
-        self._content_cap = content_cap
         self.requests = 0
         self.rows = 0
         self.weight = 0
@@ -76,7 +71,7 @@ class PipelineWindow:
 
     def sent(self, rows: list[OutboxRow]) -> int:
         """Counts a batch sent; returns its weight (to give back with ``answered``)."""
-        weight = sum(row_weight(row, self._content_cap) for row in rows)
+        weight = sum(row_weight(row) for row in rows)
         self.requests += 1
         self.rows += len(rows)
         self.weight += weight
