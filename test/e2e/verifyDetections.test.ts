@@ -8,6 +8,7 @@
  * so each problem is the forgery's alone. (Redactions, a record lost before the room, a body copied by another
  * member, a forged content and a stopped trail are also covered in trail.test.ts and verifyTrail.test.ts.)
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,10 +71,17 @@ describe(`verify's detections, each produced in a real room (${DATABASE})`, () =
         await env.auditor.waitForRoomEvent((e) => String(e.content.body).endsWith('{"i": 2}'));
         await bob.setAccountData("m.secret_storage.key.abc", '{"iv":"x","mac":"y"}'); // withheld: metadata
         await posted("m.secret_storage.key.abc");
-        // A backlog of five goes out as a digest.
+        // A backlog of five goes out as a digest. The host module sends each change as it comes until it learns
+        // that the appservice is down (a change so sent goes alone for good): the backlog starts after that.
         await env.appservice.stop();
+        await alice.setAccountData("org.example.while_down", '{"n":-1}');
+        await waitUntil(
+            "the host module to find the appservice down",
+            async () => readFileSync(env.synapse.logPath, "utf8").includes("Could not deliver"),
+            10_000,
+        );
         for (let n = 0; n < 5; n++) await alice.setAccountData(`org.example.d${n}`, `{"n":${n}}`);
-        await waitUntil("5 changes in the outbox", async () => (await outboxDepth(env)) === 5, 10_000);
+        await waitUntil("6 changes in the outbox", async () => (await outboxDepth(env)) === 6, 10_000);
         await env.appservice.start();
         await posted("org.example.d4");
         await alice.setAccountData("org.example.k", '{"i":3}');
