@@ -67,7 +67,8 @@ export async function measureDrainMemory(
             left = await outboxDepth(env);
             const rss = rssKb(pid);
             const done = (queued - left) / queued;
-            if (queued - left < firstChanges) peakFirst = peakRssKb(pid);
+            // A small backlog can drain before the first sample: the high-water mark then covers exactly it.
+            if (queued - left < firstChanges || peakFirst === 0) peakFirst = peakRssKb(pid);
             if (done >= (MARKS[0] as number)) samples.push(rss);
             while (next < MARKS.length && done >= (MARKS[next] as number)) rssMbAt[String(MARKS[next++])] = mb(rss);
             if (next > 0 && next < MARKS.length && samples.length % 40 === 0) {
